@@ -1,0 +1,26 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Each creates .venv on first use. TORCH pins the build installed before the rest: 2.13.0 is the
+# CPU build available on the project's machines; pass e.g. TORCH='torch>=2.4' for another one.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test experiment clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m mtl_cli compare
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests parity_tests
+
+clean:
+	rm -rf $(VENV) benchmark-results mtl-runs .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The ``mtl`` command: the library's experiments from the shell."""

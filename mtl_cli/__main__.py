@@ -1,0 +1,3 @@
+from mtl_cli.main import main
+
+raise SystemExit(main())

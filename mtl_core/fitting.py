@@ -1,0 +1,222 @@
+"""The epoch loop both backends' ``fit`` share: schedule, batches, metrics and history.
+
+Only the training step and the forward pass differ between the twins; they come in through a
+small ``Trainer`` object. Sharing the loop is what makes the two ``fit``s see the same batches in
+the same order and return histories of the same structure.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from mtl_core.architecture import Architecture
+from mtl_core.curricula import check_batch_size, epoch_schedule, resolve_curriculum, same_task_runs
+from mtl_core.data.task_data import TaskData
+from mtl_core.metrics import task_metric
+from mtl_core.weighting import Weighting, dwa_coefficients
+
+EVAL_CHUNK = 4096
+
+# One step's batches: {task name: (X rows as CSR, canonical labels)}.
+StepBatches = dict[str, tuple[sp.csr_matrix, np.ndarray]]
+
+
+@dataclass
+class RunResult:
+    """What a backend returns for a run of K steps that train the same tasks.
+
+    losses: {task name: (K,)} mean loss of each step's batch; total: (K,) the combined loss;
+    grad_norms: (K, layers) L2 norm of each layer's gradient (kernel and bias), rows where
+    ``record_norms`` was False may hold anything. Arrays may live on a device until the epoch ends.
+    """
+
+    losses: dict
+    total: object
+    grad_norms: object
+
+
+class Trainer(Protocol):
+    def train_run(self, steps: list[StepBatches], task_weights: np.ndarray, record_norms: np.ndarray) -> RunResult:
+        """Run one optimiser step per entry of ``steps``; task_weights (T,) over all model tasks."""
+
+    def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:
+        """Logits (n, num_outputs) of one task's head."""
+
+    def log_variances(self) -> np.ndarray | None:
+        """The learnt log-variances (T,) of ``uncertainty`` weighting, else None."""
+
+
+def check_positive(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_count(value, what: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_task_data(data, arch: Architecture, what: str = "data") -> dict[str, TaskData]:
+    """Check a {task name: TaskData} mapping against the network; return it in the model's task order."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{what} must be a dict of task name -> TaskData, got {type(data).__name__}")
+    if not data:
+        raise ValueError(f"{what} must hold at least one task, got an empty dict")
+    specs = {t.name: t for t in arch.tasks}
+    for name, task_data in data.items():
+        if name not in specs:
+            raise ValueError(f"{what} names task {name!r}, which the model lacks; its tasks are {list(specs)}")
+        if not isinstance(task_data, TaskData):
+            raise TypeError(f"{what}[{name!r}] must be a TaskData, got {type(task_data).__name__}")
+        if task_data.spec != specs[name]:
+            raise ValueError(f"{what}[{name!r}] was built for {task_data.spec}, the model has {specs[name]}")
+        if arch.input_dim is not None and task_data.input_dim != arch.input_dim:
+            raise ValueError(
+                f"{what}[{name!r}] has {task_data.input_dim} features, the model expects input_dim={arch.input_dim}"
+            )
+    return {t.name: data[t.name] for t in arch.tasks if t.name in data}
+
+
+def _step_batches(step: dict[str, np.ndarray], data: Mapping[str, TaskData]) -> StepBatches:
+    return {name: (data[name].X[rows], data[name].y[rows]) for name, rows in step.items()}
+
+
+def predict_in_chunks(trainer: Trainer, task_index: int, X: sp.csr_matrix) -> np.ndarray:
+    parts = [trainer.predict_logits(task_index, X[i : i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)]
+    return np.concatenate(parts, axis=0)
+
+
+class _EpochLog:
+    """Sums of one epoch's step results, turned into means once the epoch ends."""
+
+    def __init__(self, arch: Architecture):
+        self.arch = arch
+        self.runs: list[tuple[list[StepBatches], np.ndarray, RunResult]] = []
+
+    def add(self, steps, record, result: RunResult) -> None:
+        self.runs.append((steps, record, result))
+
+    def summary(self) -> tuple[dict[str, float], float, np.ndarray, int]:
+        loss_sum: dict[str, float] = {}
+        rows: dict[str, int] = {}
+        totals: list[np.ndarray] = []
+        norms: list[np.ndarray] = []
+        layer_index = {name: i for i, name in enumerate(self.arch.layer_names)}
+        for steps, record, result in self.runs:
+            for name, values in result.losses.items():
+                counts = np.array([step[name][1].shape[0] for step in steps], dtype=np.float64)
+                loss_sum[name] = loss_sum.get(name, 0.0) + float(np.dot(np.asarray(values, np.float64), counts))
+                rows[name] = rows.get(name, 0) + int(counts.sum())
+            totals.append(np.asarray(result.total, np.float64))
+            if not record.any():
+                continue
+            step_norms = np.asarray(result.grad_norms, np.float64)[record]
+            full = np.zeros((len(step_norms), len(layer_index)))  # absent heads: no gradient, norm 0
+            full[:, [layer_index[layer] for layer in self._run_layers(steps[0])]] = step_norms
+            norms.append(full)
+        means = {name: loss_sum[name] / rows[name] for name in loss_sum}
+        all_norms = np.concatenate(norms) if norms else np.zeros((0, len(layer_index)))
+        n_steps = sum(len(t) for t in totals)
+        total = float(np.concatenate(totals).mean()) if n_steps else math.nan
+        return means, total, all_norms.mean(axis=0) if len(all_norms) else np.full(len(layer_index), math.nan), n_steps
+
+    def _run_layers(self, step: StepBatches) -> list[str]:
+        """Layers whose norms a run reports: the trunk, then the heads of its tasks in model order."""
+        trunk = [f"trunk.{i}" for i in range(len(self.arch.hidden_dims))]
+        return trunk + [f"heads.{t.name}" for t in self.arch.tasks if t.name in step]
+
+
+def new_history(arch: Architecture, with_eval: bool) -> dict:
+    """The history both backends return: per-epoch lists, keyed by task and by layer."""
+    history = {
+        "epoch": [],
+        "steps": [],
+        "loss": {t.name: [] for t in arch.tasks},
+        "total_loss": [],
+        "grad_norm": {layer: [] for layer in arch.layer_names},
+        "loss_weights": {t.name: [] for t in arch.tasks},
+    }
+    if with_eval:
+        history["f1"] = {t.name: [] for t in arch.tasks}
+    return history
+
+
+def fit_loop(
+    trainer: Trainer,
+    *,
+    arch: Architecture,
+    weighting: Weighting,
+    data: Mapping[str, TaskData],
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    curriculum,
+    eval_data: Mapping[str, TaskData] | None = None,
+    run_length: int = 1,
+    grad_norm_every: int = 10,
+    progress: bool = False,
+) -> dict:
+    """Train for ``epochs`` epochs and return the history (see ``new_history``)."""
+    data = check_task_data(data, arch)
+    eval_data = None if eval_data is None else check_task_data(eval_data, arch, "eval_data")
+    epochs = check_count(epochs, "epochs")
+    batch_size = check_batch_size(batch_size)
+    seed = check_count(seed, "seed")
+    grad_norm_every = check_count(grad_norm_every, "grad_norm_every", minimum=1)
+    curriculum = resolve_curriculum(curriculum)
+    sizes = {name: len(task_data) for name, task_data in data.items()}
+    names = [t.name for t in arch.tasks]
+    history = new_history(arch, eval_data is not None)
+    task_weights = weighting.initial_task_weights()
+    epoch_losses: list[dict[str, float]] = []
+    bar = _progress_bar(epochs, progress)
+    for epoch in range(epochs):
+        if weighting.name == "dwa":
+            task_weights = dwa_coefficients(epoch_losses, names, weighting.temperature)
+        log = _EpochLog(arch)
+        step_index = 0
+        for run in same_task_runs(epoch_schedule(curriculum, sizes, batch_size, seed, epoch), run_length):
+            record = (np.arange(step_index, step_index + len(run)) % grad_norm_every) == 0
+            steps = [_step_batches(step, data) for step in run]
+            log.add(steps, record, trainer.train_run(steps, task_weights, record))
+            step_index += len(run)
+        means, total, norms, n_steps = log.summary()
+        epoch_losses.append({name: means.get(name, math.nan) for name in names})
+        history["epoch"].append(epoch + 1)
+        history["steps"].append(n_steps)
+        history["total_loss"].append(total)
+        for name in names:
+            history["loss"][name].append(means.get(name, math.nan))
+        for layer, value in zip(arch.layer_names, norms):
+            history["grad_norm"][layer].append(float(value))
+        for name, value in zip(names, weighting.effective(task_weights, trainer.log_variances())):
+            history["loss_weights"][name].append(float(value))
+        if eval_data is not None:
+            for index, task in enumerate(arch.tasks):
+                score = math.nan
+                if task.name in eval_data:
+                    logits = predict_in_chunks(trainer, index, eval_data[task.name].X)
+                    score = task_metric(task, logits, eval_data[task.name].y)
+                history["f1"][task.name].append(score)
+        if bar is not None:
+            bar.set_postfix(loss=f"{total:.4f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return history
+
+
+def _progress_bar(epochs: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, desc="epochs", unit="epoch")

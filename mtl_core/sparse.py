@@ -1,0 +1,79 @@
+"""Sparse bag-of-words rows in the fixed-width form a jitted first layer needs.
+
+A batch of CSR rows becomes ``indices`` and ``values`` of shape (rows, width): row r's non-zeros
+first, then padding with index 0 and value 0, which adds exactly nothing to ``x @ kernel``.
+Widths are rounded up to a power of two so that a jitted step sees few distinct shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+MIN_WIDTH = 8
+
+
+@dataclass(frozen=True)
+class PaddedRows:
+    """Sparse rows as padded (index, value) pairs.
+
+    indices: int32 (..., rows, width) column ids in [0, num_features).
+    values:  float (..., rows, width), 0 on padding.
+    num_features: the number of columns of the matrix the rows came from.
+    Holds numpy arrays here; ``jax_impl`` registers the class as a pytree and fills it with jax arrays.
+    """
+
+    indices: Any
+    values: Any
+    num_features: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The dense shape these rows stand for: (..., rows, num_features)."""
+        return tuple(self.indices.shape[:-1]) + (self.num_features,)
+
+
+def bucket_width(max_nnz: int) -> int:
+    """The padded width for rows with at most ``max_nnz`` non-zeros: a power of two >= 8."""
+    return max(MIN_WIDTH, 1 << max(0, int(max_nnz) - 1).bit_length())
+
+
+def max_row_nnz(X: sp.csr_matrix) -> int:
+    return int(np.diff(X.indptr).max(initial=0))
+
+
+def pad_rows(X: sp.csr_matrix, width: int | None = None, num_rows: int | None = None) -> PaddedRows:
+    """Turn CSR rows into PaddedRows, vectorised; ``num_rows`` > n appends empty rows."""
+    if not sp.issparse(X):
+        raise TypeError(f"pad_rows needs a scipy.sparse matrix, got {type(X).__name__}")
+    X = sp.csr_matrix(X)
+    n = X.shape[0]
+    counts = np.diff(X.indptr)
+    needed = int(counts.max(initial=0))
+    width = bucket_width(needed) if width is None else int(width)
+    if width < needed:
+        raise ValueError(f"width {width} is smaller than the longest row ({needed} non-zeros)")
+    num_rows = n if num_rows is None else int(num_rows)
+    if num_rows < n:
+        raise ValueError(f"num_rows {num_rows} is smaller than the number of rows ({n})")
+    indices = np.zeros((num_rows, width), dtype=np.int32)
+    values = np.zeros((num_rows, width), dtype=np.float32)
+    row_of_entry = np.repeat(np.arange(n), counts)
+    slot_of_entry = np.arange(X.nnz) - np.repeat(X.indptr[:-1], counts)
+    indices[row_of_entry, slot_of_entry] = X.indices
+    values[row_of_entry, slot_of_entry] = X.data
+    return PaddedRows(indices=indices, values=values, num_features=X.shape[1])
+
+
+def stack_padded(matrices: Sequence[sp.csr_matrix], num_rows: int) -> PaddedRows:
+    """Pad several CSR batches to one (num_rows, width) and stack them: (len, num_rows, width)."""
+    width = bucket_width(max(max_row_nnz(X) for X in matrices))
+    padded = [pad_rows(X, width=width, num_rows=num_rows) for X in matrices]
+    return PaddedRows(
+        indices=np.stack([p.indices for p in padded]),
+        values=np.stack([p.values for p in padded]),
+        num_features=padded[0].num_features,
+    )

@@ -1,0 +1,18 @@
+"""The PyTorch reference implementation: the blog's recipe, generalised to any number of tasks."""
+
+from torch_ref.inputs import SparseRows, sparse_rows
+from torch_ref.model import MultiTaskNetwork
+from torch_ref.params import export_params, import_params
+from torch_ref.step import TrainStep, make_train_step
+from torch_ref.train import fit
+
+__all__ = [
+    "MultiTaskNetwork",
+    "SparseRows",
+    "TrainStep",
+    "export_params",
+    "fit",
+    "import_params",
+    "make_train_step",
+    "sparse_rows",
+]

@@ -1,0 +1,47 @@
+"""Per-task losses (mean over a batch's rows) and their weighted combination."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mtl_core.tasks import TaskSpec
+from mtl_core.weighting import Weighting
+
+
+def example_losses(spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Loss of each row (n,): BCE-with-logits, cross-entropy or squared error, mean over outputs."""
+    if spec.kind == "multiclass":
+        return F.cross_entropy(logits, y, reduction="none")
+    y = y.to(logits.dtype)
+    if spec.kind == "regression":
+        return F.mse_loss(logits, y, reduction="none").mean(dim=1)
+    return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
+
+
+def task_loss(spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The batch's mean loss; with a 0/1 row ``mask``, the mean over the rows marked 1."""
+    losses = example_losses(spec, logits, y)
+    if mask is None:
+        return losses.mean()
+    mask = mask.to(losses.dtype)
+    return (losses * mask).sum() / mask.sum()
+
+
+def combine_losses(
+    weighting: Weighting,
+    losses: list[torch.Tensor],
+    task_indices: list[int],
+    task_weights: torch.Tensor,
+    log_variances: torch.Tensor | None,
+) -> torch.Tensor:
+    """The one loss to back-propagate, from the losses of the tasks present (see mtl_core.weighting)."""
+    stacked = torch.stack(losses)
+    index = torch.tensor(task_indices, device=stacked.device)
+    if weighting.learnable:
+        s = log_variances[index]
+        return (torch.exp(-s) * stacked + s).sum()
+    weights = task_weights[index].to(stacked.dtype)
+    if weighting.name == "mean":
+        weights = weights / len(task_indices)
+    return (weights * stacked).sum()

@@ -1,0 +1,127 @@
+"""One training step: every task's loss on its batch, their weighted sum, one optimiser step."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from mtl_core.labels import canonical_labels
+from mtl_core.tasks import TaskSpec
+from mtl_core.weighting import resolve_weighting
+from torch_ref.inputs import as_labels, as_network_input, num_rows
+from torch_ref.losses import combine_losses, task_loss
+from torch_ref.model import MultiTaskNetwork
+
+LOG_VARIANCE_GROUP = "weighting.log_var"
+
+# A checked batch: (task index, spec, network input, labels, row mask or None).
+Prepared = tuple[int, TaskSpec, object, torch.Tensor, "torch.Tensor | None"]
+
+
+def _layer_norm(parameters) -> torch.Tensor:
+    """L2 norm of a layer's whole gradient (kernel and bias); a BLAS dot is the fastest reduction."""
+    flat = [p.grad.reshape(-1) for p in parameters if p.grad is not None]
+    return torch.stack([torch.dot(g, g) for g in flat]).sum().sqrt()
+
+
+class TrainStep:
+    """Callable: ``step({task name: (x, y) or (x, y, row_mask)}) -> {task name: loss, "total": loss}``.
+
+    Tasks absent from the dict get no gradient, so their heads (and their Adam state) are left
+    untouched, as ``optimizer.zero_grad(set_to_none=True)`` makes ``torch.optim.Adam`` do.
+    With ``weighting="uncertainty"`` the learnable log-variances are added to ``optimizer`` as a
+    param group named "weighting.log_var" (or found there when the optimizer already has one).
+    """
+
+    def __init__(self, model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum"):
+        if not isinstance(model, MultiTaskNetwork):
+            raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.model, self.optimizer = model, optimizer
+        self.weighting = resolve_weighting(weighting, model.tasks)
+        reference = model.trunk[0].weight
+        self.default_task_weights = torch.tensor(
+            self.weighting.initial_task_weights(), dtype=reference.dtype, device=reference.device
+        )
+        self.log_variances = self._log_variances(reference) if self.weighting.learnable else None
+
+    def _log_variances(self, reference: torch.Tensor) -> torch.nn.Parameter:
+        for group in self.optimizer.param_groups:
+            if group.get("name") == LOG_VARIANCE_GROUP:
+                (parameter,) = group["params"]
+                return parameter
+        parameter = torch.nn.Parameter(torch.zeros(len(self.model.tasks), dtype=reference.dtype, device=reference.device))
+        self.optimizer.add_param_group({"params": [parameter], "name": LOG_VARIANCE_GROUP})
+        return parameter
+
+    def prepare(self, batches: Mapping[str, tuple]) -> list[Prepared]:
+        """Check a user's batch dict and turn it into tensors, in the model's task order."""
+        if not isinstance(batches, Mapping) or not batches:
+            raise ValueError(f"batches must be a non-empty dict of task name -> (x, y), got {batches!r}")
+        names = [t.name for t in self.model.tasks]
+        unknown = [name for name in batches if name not in names]
+        if unknown:
+            raise ValueError(f"batches name tasks {unknown} that the model lacks; its tasks are {names}")
+        reference = self.model.trunk[0].weight
+        prepared = []
+        for index, spec in enumerate(self.model.tasks):
+            if spec.name not in batches:
+                continue
+            batch = batches[spec.name]
+            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+                raise ValueError(f"the batch of task {spec.name!r} must be (x, y) or (x, y, row_mask), got {type(batch).__name__}")
+            x = as_network_input(batch[0], self.model.input_dim, reference.dtype, reference.device)
+            labels = batch[1].detach().cpu().numpy() if isinstance(batch[1], torch.Tensor) else batch[1]
+            y = as_labels(canonical_labels(labels, spec), spec, reference.device)
+            n = num_rows(x)
+            if y.shape[0] != n:
+                raise ValueError(f"the batch of task {spec.name!r} has {n} rows of x but {y.shape[0]} labels")
+            if n == 0:
+                raise ValueError(f"the batch of task {spec.name!r} is empty")
+            mask = None
+            if len(batch) == 3:
+                mask = torch.as_tensor(np.asarray(batch[2]) if not isinstance(batch[2], torch.Tensor) else batch[2])
+                if mask.shape != (n,) or not bool(((mask == 0) | (mask == 1)).all()) or not bool(mask.any()):
+                    raise ValueError(f"the row mask of task {spec.name!r} must be 0/1 of shape ({n},) with a 1, got {tuple(mask.shape)}")
+                mask = mask.to(device=reference.device, dtype=reference.dtype)
+            prepared.append((index, spec, x, y, mask))
+        return prepared
+
+    def run(self, prepared: list[Prepared], task_weights: torch.Tensor | None = None, record_norms: bool = False):
+        """The step proper: (losses {name: tensor}, total tensor, layer gradient norms or None)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        all_logits = self.model.forward_tasks([x for _, _, x, _, _ in prepared], [index for index, *_ in prepared])
+        losses = {
+            spec.name: task_loss(spec, logits, y, mask)
+            for (_, spec, _, y, mask), logits in zip(prepared, all_logits)
+        }
+        total = combine_losses(
+            self.weighting,
+            list(losses.values()),
+            [index for index, *_ in prepared],
+            self.default_task_weights if task_weights is None else task_weights,
+            self.log_variances,
+        )
+        total.backward()
+        norms = None
+        if record_norms:
+            layers = list(self.model.trunk) + [self.model.heads[index] for index, *_ in prepared]
+            norms = torch.stack([_layer_norm(layer.parameters()) for layer in layers])
+        self.optimizer.step()
+        return {name: loss.detach() for name, loss in losses.items()}, total.detach(), norms
+
+    def __call__(self, batches: Mapping[str, tuple], task_weights=None) -> dict[str, float]:
+        if task_weights is not None:
+            task_weights = torch.as_tensor(np.asarray(task_weights, dtype=np.float64)).to(self.default_task_weights)
+            if task_weights.shape != self.default_task_weights.shape:
+                raise ValueError(f"task_weights must have shape ({len(self.model.tasks)},), got {tuple(task_weights.shape)}")
+        losses, total, _ = self.run(self.prepare(batches), task_weights)
+        return {**{name: float(loss) for name, loss in losses.items()}, "total": float(total)}
+
+
+def make_train_step(model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum") -> TrainStep:
+    """A step that trains ``model`` with ``optimizer`` on the weighted sum of its tasks' losses."""
+    return TrainStep(model, optimizer, weighting)

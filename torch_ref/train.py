@@ -1,0 +1,109 @@
+"""``fit``: the shared epoch loop of mtl_core driving the PyTorch step."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from mtl_core.data.task_data import TaskData
+from mtl_core.fitting import RunResult, check_positive, fit_loop
+from torch_ref.inputs import as_labels, sparse_rows
+from torch_ref.model import MultiTaskNetwork
+from torch_ref.step import TrainStep
+
+
+def default_optimizer(model: MultiTaskNetwork, lr: float) -> torch.optim.Adam:
+    """The recipe's Adam; fused (one kernel for all parameters) where the device supports it."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
+class TorchTrainer:
+    """The backend half of ``fit``: runs steps and forward passes for mtl_core's loop."""
+
+    def __init__(self, step: TrainStep):
+        self.step = step
+        self.model = step.model
+        self.device = step.model.trunk[0].weight.device
+        self.dtype = step.model.trunk[0].weight.dtype
+
+    def _prepare(self, batches) -> list:
+        names = [t.name for t in self.model.tasks]
+        return [
+            (names.index(name), self.model.tasks[names.index(name)], self._rows(X), as_labels(y, self.model.tasks[names.index(name)], self.device), None)
+            for name, (X, y) in batches.items()
+        ]
+
+    def _rows(self, X: sp.csr_matrix):
+        rows = sparse_rows(X)
+        return rows._replace(
+            indices=rows.indices.to(self.device), offsets=rows.offsets.to(self.device), values=rows.values.to(self.device, self.dtype)
+        )
+
+    def train_run(self, steps, task_weights: np.ndarray, record_norms: np.ndarray) -> RunResult:
+        weights = torch.as_tensor(task_weights).to(device=self.device, dtype=self.dtype)
+        losses, totals, norms = {name: [] for name in steps[0]}, [], []
+        for batches, record in zip(steps, record_norms):
+            step_losses, total, step_norms = self.step.run(self._prepare(batches), weights, bool(record))
+            for name, value in step_losses.items():
+                losses[name].append(value)
+            totals.append(total)
+            norms.append(step_norms if step_norms is not None else None)
+        width = next((n.shape[0] for n in norms if n is not None), 0)
+        filled = [n if n is not None else torch.zeros(width, dtype=self.dtype, device=self.device) for n in norms]
+        return RunResult(
+            losses={name: torch.stack(values).cpu() for name, values in losses.items()},
+            total=torch.stack(totals).cpu(),
+            grad_norms=torch.stack(filled).cpu(),
+        )
+
+    @torch.no_grad()
+    def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:
+        return self.model(self._rows(X), task_index).cpu().numpy()
+
+    def log_variances(self):
+        log_var = self.step.log_variances
+        return None if log_var is None else log_var.detach().cpu().numpy()
+
+
+def fit(
+    model: MultiTaskNetwork,
+    data: Mapping[str, TaskData],
+    *,
+    epochs: int = 6,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    curriculum="round_robin",
+    eval_data: Mapping[str, TaskData] | None = None,
+    weighting="sum",
+    optimizer: torch.optim.Optimizer | None = None,
+    grad_norm_every: int = 10,
+    progress: bool = False,
+) -> tuple[MultiTaskNetwork, dict]:
+    """Train ``model`` in place with Adam on the tasks in ``data``; return it and the history.
+
+    The batches come from mtl_core's curriculum for ``seed``: jax_impl.fit with the same seed
+    sees the same ones. ``optimizer`` defaults to Adam(lr); pass one to resume its state.
+    Gradient norms are recorded every ``grad_norm_every`` steps of an epoch (from its first).
+    """
+    if not isinstance(model, MultiTaskNetwork):
+        raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
+    lr = check_positive(lr, "lr")
+    step = TrainStep(model, optimizer if optimizer is not None else default_optimizer(model, lr), weighting)
+    history = fit_loop(
+        TorchTrainer(step),
+        arch=model.arch,
+        weighting=step.weighting,
+        data=data,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        curriculum=curriculum,
+        eval_data=eval_data,
+        grad_norm_every=grad_norm_every,
+        progress=progress,
+    )
+    return model, history
