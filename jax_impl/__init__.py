@@ -1,16 +1,21 @@
 """The JAX twin: Flax linen + optax, pure functions, heads picked by a static task id."""
 
+from jax_impl.checkpoint import load_checkpoint, save_checkpoint
 from jax_impl.model import MultiTaskNetwork
+from jax_impl.optimizer import adam
 from jax_impl.params import export_params, import_params, init_params
 from jax_impl.step import TrainStep, make_train_step
 from jax_impl.train import fit
 
 __all__ = [
     "MultiTaskNetwork",
+    "adam",
     "TrainStep",
     "export_params",
     "fit",
     "import_params",
     "init_params",
+    "load_checkpoint",
     "make_train_step",
+    "save_checkpoint",
 ]

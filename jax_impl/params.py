@@ -27,15 +27,19 @@ def network_params(params: Mapping) -> Mapping:
     return params["params"]
 
 
+def canonical_name(path) -> str:
+    """The canonical name of a leaf of a params-shaped tree from its key path:
+    ("params", "trunk", "0", "kernel") -> "trunk.0.kernel"; ("weighting", "log_var") -> "weighting.log_var".
+    """
+    keys = [str(getattr(entry, "key", entry)) for entry in path]
+    return ".".join(keys[1:] if keys[0] == "params" else keys)
+
+
 def canonical_view(params: Mapping) -> dict:
     """The network's arrays keyed by canonical name, without copying them off the device."""
-    tree = network_params(params)
-    view = {}
-    for group in ("trunk", "heads"):
-        for layer, leaves in tree.get(group, {}).items():
-            for leaf, value in leaves.items():
-                view[f"{group}.{layer}.{leaf}"] = value
-    return view
+    network_params(params)  # checks that params are flax variables
+    leaves = jax.tree_util.tree_flatten_with_path({"params": params["params"]})[0]
+    return {canonical_name(path): value for path, value in leaves}
 
 
 def check_variables(module: MultiTaskNetwork, params: Mapping) -> None:

@@ -22,6 +22,7 @@ from mtl_core.sparse import pad_rows, stack_padded
 from mtl_core.weighting import Weighting, resolve_weighting
 from jax_impl.inputs import as_network_input
 from jax_impl.model import MultiTaskNetwork
+from jax_impl.optimizer import adam
 from jax_impl.params import init_params
 from jax_impl.step import TrainStep
 
@@ -30,8 +31,8 @@ RUN_LENGTH = 16
 
 @functools.lru_cache(maxsize=16)
 def default_step(module: MultiTaskNetwork, lr: float, weighting: Weighting) -> TrainStep:
-    """The step for optax.adam(lr), kept so that repeated fits reuse its compiled programs."""
-    return TrainStep(module, optax.adam(lr), weighting)
+    """The step for jax_impl.adam(lr), kept so that repeated fits reuse its compiled programs."""
+    return TrainStep(module, adam(lr), weighting)
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
@@ -100,14 +101,18 @@ def fit(
     tx: optax.GradientTransformation | None = None,
     opt_state=None,
     grad_norm_every: int = 10,
+    first_epoch: int = 0,
     progress: bool = False,
+    return_opt_state: bool = False,
 ) -> tuple[dict, dict]:
     """Train with Adam on the tasks in ``data``; return the trained params and the history.
 
     ``params=None`` initialises from ``seed``; given params (e.g. imported from a torch model) are
     the starting weights and are not modified. The batches come from mtl_core's curriculum for
-    ``seed``, the same as torch_ref.fit's. ``tx`` defaults to optax.adam(lr); pass ``opt_state``
-    (from an earlier run with the same ``tx``) to resume.
+    ``seed``, the same as torch_ref.fit's. ``tx`` defaults to ``jax_impl.adam(lr)`` (optax.adam
+    with its hyper-parameters in its state). To resume, pass ``opt_state`` (from
+    ``return_opt_state=True`` or ``load_checkpoint``; its stored hyper-parameters win over ``lr``)
+    and ``first_epoch``. ``return_opt_state=True`` returns ``(params, history, opt_state)``.
     """
     if not isinstance(module, MultiTaskNetwork):
         raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
@@ -137,6 +142,9 @@ def fit(
         eval_data=eval_data,
         run_length=RUN_LENGTH,
         grad_norm_every=grad_norm_every,
+        first_epoch=first_epoch,
         progress=progress,
     )
+    if return_opt_state:
+        return trainer.params, history, trainer.opt_state
     return trainer.params, history

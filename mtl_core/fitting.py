@@ -162,15 +162,21 @@ def fit_loop(
     eval_data: Mapping[str, TaskData] | None = None,
     run_length: int = 1,
     grad_norm_every: int = 10,
+    first_epoch: int = 0,
     progress: bool = False,
 ) -> dict:
-    """Train for ``epochs`` epochs and return the history (see ``new_history``)."""
+    """Train for ``epochs`` epochs and return the history (see ``new_history``).
+
+    Epochs are numbered from ``first_epoch``: a run resumed from a checkpoint after k epochs passes
+    k and draws exactly the batches the uninterrupted run would have drawn.
+    """
     data = check_task_data(data, arch)
     eval_data = None if eval_data is None else check_task_data(eval_data, arch, "eval_data")
     epochs = check_count(epochs, "epochs")
     batch_size = check_batch_size(batch_size)
     seed = check_count(seed, "seed")
     grad_norm_every = check_count(grad_norm_every, "grad_norm_every", minimum=1)
+    first_epoch = check_count(first_epoch, "first_epoch")
     curriculum = resolve_curriculum(curriculum)
     sizes = {name: len(task_data) for name, task_data in data.items()}
     names = [t.name for t in arch.tasks]
@@ -178,7 +184,7 @@ def fit_loop(
     task_weights = weighting.initial_task_weights()
     epoch_losses: list[dict[str, float]] = []
     bar = _progress_bar(epochs, progress)
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, first_epoch + epochs):
         if weighting.name == "dwa":
             task_weights = dwa_coefficients(epoch_losses, names, weighting.temperature)
         log = _EpochLog(arch)

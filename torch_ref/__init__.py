@@ -1,5 +1,6 @@
 """The PyTorch reference implementation: the blog's recipe, generalised to any number of tasks."""
 
+from torch_ref.checkpoint import load_checkpoint, save_checkpoint
 from torch_ref.inputs import SparseRows, sparse_rows
 from torch_ref.model import MultiTaskNetwork
 from torch_ref.params import export_params, import_params
@@ -13,6 +14,8 @@ __all__ = [
     "export_params",
     "fit",
     "import_params",
+    "load_checkpoint",
     "make_train_step",
+    "save_checkpoint",
     "sparse_rows",
 ]

@@ -1,7 +1,8 @@
 """torch_ref <-> the canonical numpy layout (mtl_core.layout).
 
 The one place where PyTorch's layouts are transposed: ``nn.Linear.weight`` is (out, in) and is
-transposed; ``SparseLinear.weight`` is already (in, out) and is copied as it is.
+transposed; ``SparseLinear.weight`` is already (in, out) and is copied as it is. Anything stored
+per parameter (weights, Adam's moments) goes through ``canonical_parameters``.
 """
 
 from __future__ import annotations
@@ -16,36 +17,47 @@ from mtl_core.layout import canonical_shapes, check_params
 from torch_ref.model import MultiTaskNetwork
 
 
-def _kernel_to_canonical(layer: nn.Module) -> torch.Tensor:
-    return layer.weight.T if isinstance(layer, nn.Linear) else layer.weight
+def _check_model(model) -> None:
+    if not isinstance(model, MultiTaskNetwork):
+        raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
 
 
-def _named_layers(model: MultiTaskNetwork) -> list[tuple[str, nn.Module]]:
-    return [(f"trunk.{i}", layer) for i, layer in enumerate(model.trunk)] + [
-        (f"heads.{task.name}", head) for task, head in zip(model.tasks, model.heads)
-    ]
+def canonical_parameters(model: MultiTaskNetwork) -> dict[str, tuple[nn.Parameter, bool]]:
+    """{canonical name: (parameter, stored transposed?)} for every weight of the model."""
+    layers = [(f"trunk.{i}", layer) for i, layer in enumerate(model.trunk)]
+    layers += [(f"heads.{task.name}", head) for task, head in zip(model.tasks, model.heads)]
+    parameters = {}
+    for name, layer in layers:
+        parameters[f"{name}.kernel"] = (layer.weight, isinstance(layer, nn.Linear))
+        parameters[f"{name}.bias"] = (layer.bias, False)
+    return parameters
+
+
+def to_canonical(tensor: torch.Tensor, transposed: bool) -> np.ndarray:
+    """A copy of a parameter-shaped tensor in the canonical (in, out) layout."""
+    tensor = tensor.detach()
+    return (tensor.T if transposed else tensor).cpu().numpy().copy()
+
+
+def from_canonical(array: np.ndarray, transposed: bool) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.T.contiguous() if transposed else tensor
+
+
+def model_dtype(model: MultiTaskNetwork) -> np.dtype:
+    return torch.empty((), dtype=model.trunk[0].weight.dtype).numpy().dtype
 
 
 def export_params(model: MultiTaskNetwork) -> dict[str, np.ndarray]:
     """The model's weights as canonical numpy arrays (copies, in the model's float dtype)."""
-    if not isinstance(model, MultiTaskNetwork):
-        raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
-    params = {}
-    with torch.no_grad():
-        for name, layer in _named_layers(model):
-            params[f"{name}.kernel"] = _kernel_to_canonical(layer).detach().cpu().numpy().copy()
-            params[f"{name}.bias"] = layer.bias.detach().cpu().numpy().copy()
-    return params
+    _check_model(model)
+    return {name: to_canonical(p, t) for name, (p, t) in canonical_parameters(model).items()}
 
 
 def import_params(model: MultiTaskNetwork, params: Mapping[str, np.ndarray]) -> None:
     """Load canonical weights into ``model`` in place, after checking every name, shape and dtype."""
-    if not isinstance(model, MultiTaskNetwork):
-        raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
-    dtype = torch.empty((), dtype=model.trunk[0].weight.dtype).numpy().dtype
-    checked = check_params(params, canonical_shapes(model.arch), dtype=dtype)
+    _check_model(model)
+    checked = check_params(params, canonical_shapes(model.arch), dtype=model_dtype(model))
     with torch.no_grad():
-        for name, layer in _named_layers(model):
-            kernel = torch.from_numpy(np.ascontiguousarray(checked[f"{name}.kernel"]))
-            layer.weight.copy_(kernel.T if isinstance(layer, nn.Linear) else kernel)
-            layer.bias.copy_(torch.from_numpy(checked[f"{name}.bias"]))
+        for name, (parameter, transposed) in canonical_parameters(model).items():
+            parameter.copy_(from_canonical(checked[name], transposed))

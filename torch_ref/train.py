@@ -81,12 +81,13 @@ def fit(
     weighting="sum",
     optimizer: torch.optim.Optimizer | None = None,
     grad_norm_every: int = 10,
+    first_epoch: int = 0,
     progress: bool = False,
 ) -> tuple[MultiTaskNetwork, dict]:
     """Train ``model`` in place with Adam on the tasks in ``data``; return it and the history.
 
     The batches come from mtl_core's curriculum for ``seed``: jax_impl.fit with the same seed
-    sees the same ones. ``optimizer`` defaults to Adam(lr); pass one to resume its state.
+    sees the same ones. ``optimizer`` defaults to Adam(lr); pass one (and ``first_epoch``) to resume.
     Gradient norms are recorded every ``grad_norm_every`` steps of an epoch (from its first).
     """
     if not isinstance(model, MultiTaskNetwork):
@@ -104,6 +105,7 @@ def fit(
         curriculum=curriculum,
         eval_data=eval_data,
         grad_norm_every=grad_norm_every,
+        first_epoch=first_epoch,
         progress=progress,
     )
     return model, history

@@ -1,0 +1,120 @@
+"""Checkpoints in the shared safetensors format (mtl_core.checkpoint): params and Adam state.
+
+The grouped optimiser state of ``TrainStep`` maps onto PyTorch's per-parameter Adam state: each
+group's moments are stored under the canonical names of its parameters, and its step count is
+every one of those parameters' step.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtl_core.checkpoint import LOG_VARIANCE, AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.weighting import resolve_weighting
+from jax_impl.model import MultiTaskNetwork
+from jax_impl.optimizer import adam, adam_states
+from jax_impl.params import canonical_name, check_variables, export_params, import_params
+from jax_impl.step import TrainStep, group_of
+
+
+def _adam_state(opt_state) -> AdamState:
+    found = adam_states(opt_state)
+    if not found:
+        raise ValueError("opt_state holds no Adam state (optax.scale_by_adam): checkpoints hold Adam's state")
+    hypers = {hyper for _, hyper in found}
+    if None in hypers:
+        raise ValueError(
+            "opt_state does not carry Adam's hyper-parameters: build the optimiser with jax_impl.adam(lr) "
+            "(optax.inject_hyperparams(optax.adam)), as fit does"
+        )
+    if len(hypers) != 1:
+        raise ValueError(f"opt_state holds several Adam settings {hypers}; a checkpoint holds one")
+    exp_avg, exp_avg_sq, steps = {}, {}, {}
+    for state, _ in found:  # one per group; masked-out leaves (other groups') are not leaves at all
+        for (path, mu), nu in zip(jax.tree_util.tree_flatten_with_path(state.mu)[0], jax.tree_util.tree_leaves(state.nu)):
+            name = canonical_name(path)
+            exp_avg[name], exp_avg_sq[name], steps[name] = np.array(mu), np.array(nu), int(state.count)
+    return AdamState(hypers.pop(), exp_avg, exp_avg_sq, steps)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    module: MultiTaskNetwork,
+    params,
+    opt_state=None,
+    *,
+    weighting=None,
+    vocabulary=None,
+    label_names=None,
+) -> None:
+    """Write ``params`` (and Adam's state when ``opt_state`` is given) to one safetensors file.
+
+    ``weighting`` defaults to "uncertainty" when params hold learnt log-variances, else "sum".
+    """
+    if not isinstance(module, MultiTaskNetwork):
+        raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
+    check_variables(module, params)
+    log_var = params.get("weighting", {}).get("log_var")
+    weighting = resolve_weighting(weighting or ("uncertainty" if log_var is not None else "sum"), module.tasks)
+    if weighting.learnable and log_var is None:
+        raise ValueError("uncertainty weighting: params hold no ['weighting']['log_var'] to save")
+    canonical = export_params(params)
+    write_checkpoint(
+        path,
+        Checkpoint(
+            arch=module.arch.with_input_dim(canonical["trunk.0.kernel"].shape[0]),
+            params=canonical,
+            weighting=weighting,
+            log_variances=None if log_var is None else np.array(log_var),
+            adam=None if opt_state is None else _adam_state(opt_state),
+            vocabulary=None if vocabulary is None else tuple(vocabulary),
+            label_names={k: tuple(v) for k, v in (label_names or {}).items()},
+        ),
+    )
+
+
+def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
+    """``(module, params, opt_state)`` from a checkpoint written by either backend.
+
+    ``opt_state`` (None when none was saved) is the grouped state of a ``TrainStep`` built with
+    ``jax_impl.adam(...)``, so ``fit(..., params=params, opt_state=opt_state)`` resumes training.
+    With ``with_extras=True`` the mtl_core ``Checkpoint`` is returned as a fourth value.
+    """
+    checkpoint = read_checkpoint(path)
+    arch = checkpoint.arch
+    module = MultiTaskNetwork(arch.tasks, arch.hidden_dims, arch.activation)
+    params = import_params(checkpoint.params, module)
+    if checkpoint.weighting.learnable:
+        params["weighting"] = {"log_var": jnp.asarray(checkpoint.log_variances)}
+    opt_state = None if checkpoint.adam is None else _restore_adam(module, params, checkpoint)
+    return (module, params, opt_state, checkpoint) if with_extras else (module, params, opt_state)
+
+
+def _restore_adam(module: MultiTaskNetwork, params, checkpoint: Checkpoint):
+    saved = checkpoint.adam
+    hyper = saved.hyper
+    step = TrainStep(module, adam(hyper.lr, hyper.b1, hyper.b2, hyper.eps), checkpoint.weighting)
+    template = step.init(params)
+    group_steps: dict[str, set] = {}
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        group_steps.setdefault(group_of(path), set()).add(saved.step[canonical_name(path)])
+    for group, steps in group_steps.items():
+        if len(steps) != 1:
+            raise ValueError(f"the parameters of group {group!r} have different Adam step counts {sorted(steps)}")
+
+    def restore(path, leaf):
+        fields = [getattr(entry, "name", None) for entry in path]
+        group = str(path[1].key)  # PartitionState.inner_states[group]
+        if "mu" in fields or "nu" in fields:
+            at = fields.index("mu") if "mu" in fields else fields.index("nu")
+            source = saved.exp_avg if fields[at] == "mu" else saved.exp_avg_sq
+            return jnp.asarray(source[canonical_name(path[at + 1 :])], leaf.dtype)
+        if fields[-1] == "count":
+            return jnp.asarray(group_steps[group].copy().pop(), leaf.dtype)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(restore, template)

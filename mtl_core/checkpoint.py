@@ -1,0 +1,165 @@
+"""The checkpoint file both backends write and read: one safetensors file, no pickle.
+
+Tensors, all under canonical names (mtl_core.layout), kernels (in, out):
+  "{name}"                    the network's weights (and "weighting.log_var" when learnt)
+  "adam.exp_avg.{name}"       Adam's first moment,  "adam.exp_avg_sq.{name}" its second moment,
+  "adam.step.{name}"          how many updates that parameter has had (int64 scalar)
+Metadata (strings): the format, the architecture (tasks, hidden_dims, activation, input_dim), the
+weighting, Adam's hyper-parameters, and optional "vocabulary" and "label_names" (JSON) from the CLI.
+Files are written to a temporary name and renamed, so a crash never leaves half a file in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+from mtl_core.architecture import Architecture, check_architecture
+from mtl_core.layout import canonical_shapes, check_params
+from mtl_core.tasks import TaskSpec
+from mtl_core.weighting import Weighting, resolve_weighting
+
+FORMAT = "mtl-twins-checkpoint/1"
+LOG_VARIANCE = "weighting.log_var"
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+@dataclass(frozen=True)
+class AdamHyper:
+    lr: float = 1e-3
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamState:
+    """Adam's state per canonical parameter name: moments shaped like the parameter, step counts."""
+
+    hyper: AdamHyper
+    exp_avg: dict[str, np.ndarray]
+    exp_avg_sq: dict[str, np.ndarray]
+    step: dict[str, int]
+
+
+@dataclass
+class Checkpoint:
+    arch: Architecture
+    params: dict[str, np.ndarray]
+    weighting: Weighting
+    log_variances: np.ndarray | None = None
+    adam: AdamState | None = None
+    vocabulary: tuple[str, ...] | None = None
+    label_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _trained_names(arch: Architecture, weighting: Weighting) -> list[str]:
+    return list(canonical_shapes(arch)) + ([LOG_VARIANCE] if weighting.learnable else [])
+
+
+def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    arch = checkpoint.arch
+    tensors = dict(check_params(checkpoint.params, canonical_shapes(arch)))
+    if checkpoint.weighting.learnable:
+        tensors[LOG_VARIANCE] = np.asarray(checkpoint.log_variances)
+    if checkpoint.adam is not None:
+        for name in _trained_names(arch, checkpoint.weighting):
+            for moment in MOMENTS:
+                tensors[f"adam.{moment}.{name}"] = np.asarray(getattr(checkpoint.adam, moment)[name])
+            tensors[f"adam.step.{name}"] = np.asarray([checkpoint.adam.step[name]], dtype=np.int64)
+    w = checkpoint.weighting
+    metadata = {
+        "format": FORMAT,
+        "tasks": json.dumps([[t.name, t.kind, t.num_outputs] for t in arch.tasks]),
+        "hidden_dims": json.dumps(list(arch.hidden_dims)),
+        "activation": arch.activation,
+        "input_dim": str(arch.input_dim),
+        "weighting": json.dumps({"name": w.name, "fixed": w.fixed, "temperature": w.temperature}),
+        "label_names": json.dumps({k: list(v) for k, v in checkpoint.label_names.items()}),
+    }
+    if checkpoint.adam is not None:
+        metadata["adam"] = json.dumps(vars(checkpoint.adam.hyper))
+    if checkpoint.vocabulary is not None:
+        metadata["vocabulary"] = json.dumps(list(checkpoint.vocabulary))
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _metadata_json(metadata: dict, key: str, path: Path, default=None):
+    if key not in metadata:
+        if default is not None:
+            return default
+        raise ValueError(f"{path}: checkpoint metadata lacks {key!r}")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: checkpoint metadata {key!r} is not valid JSON") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and check a checkpoint; corrupted, truncated or foreign files raise ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable safetensors checkpoint ({error})") from None
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an mtl-twins checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})")
+    try:
+        tasks = [TaskSpec(name, kind, int(n)) for name, kind, n in _metadata_json(metadata, "tasks", path)]
+        arch = check_architecture(tasks, _metadata_json(metadata, "hidden_dims", path), metadata.get("activation"), int(metadata.get("input_dim", "0")))
+        spec = _metadata_json(metadata, "weighting", path)
+        if spec["name"] == "fixed":
+            weighting = resolve_weighting(dict(zip([t.name for t in tasks], spec["fixed"])), tasks)
+        else:
+            weighting = resolve_weighting(spec["name"], tasks, temperature=spec["temperature"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: checkpoint metadata does not describe a network ({error})") from None
+    names = _trained_names(arch, weighting)
+    params = {name: tensors[name] for name in canonical_shapes(arch) if name in tensors}
+    try:
+        params = check_params(params, canonical_shapes(arch))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    log_variances = tensors.get(LOG_VARIANCE) if weighting.learnable else None
+    if weighting.learnable and (log_variances is None or log_variances.shape != (len(tasks),)):
+        raise ValueError(f"{path}: uncertainty weighting needs {LOG_VARIANCE!r} of shape ({len(tasks)},)")
+    adam = None
+    if "adam" in metadata:
+        hyper = AdamHyper(**_metadata_json(metadata, "adam", path))
+        missing = [f"adam.{kind}.{n}" for n in names for kind in MOMENTS + ("step",) if f"adam.{kind}.{n}" not in tensors]
+        if missing:
+            raise ValueError(f"{path}: the optimizer state lacks {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        if any(tensors[f"adam.step.{n}"].shape != (1,) for n in names):
+            raise ValueError(f"{path}: Adam step counts must be int64 arrays of shape (1,)")
+        adam = AdamState(
+            hyper,
+            *({n: tensors[f"adam.{kind}.{n}"] for n in names} for kind in MOMENTS),
+            {n: int(tensors[f"adam.step.{n}"][0]) for n in names},
+        )
+        for n in names:
+            shape = params[n].shape if n in params else (len(tasks),)
+            if adam.exp_avg[n].shape != shape or adam.exp_avg_sq[n].shape != shape:
+                raise ValueError(f"{path}: Adam moments of {n!r} do not have the parameter's shape {shape}")
+    vocabulary = _metadata_json(metadata, "vocabulary", path, default=[]) or None
+    label_names = {k: tuple(v) for k, v in _metadata_json(metadata, "label_names", path, default={}).items()}
+    return Checkpoint(arch, params, weighting, log_variances, adam, None if vocabulary is None else tuple(vocabulary), label_names)

@@ -1,0 +1,120 @@
+"""Checkpoints in the shared safetensors format (mtl_core.checkpoint): model and Adam state."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from mtl_core.checkpoint import LOG_VARIANCE, AdamHyper, AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.weighting import resolve_weighting
+from torch_ref.model import MultiTaskNetwork
+from torch_ref.params import _check_model, canonical_parameters, export_params, from_canonical, import_params, to_canonical
+from torch_ref.step import LOG_VARIANCE_GROUP
+
+
+def _log_variance_parameter(optimizer: torch.optim.Optimizer | None):
+    for group in optimizer.param_groups if optimizer is not None else []:
+        if group.get("name") == LOG_VARIANCE_GROUP:
+            return group["params"][0]
+    return None
+
+
+def _adam_hyper(optimizer: torch.optim.Optimizer) -> AdamHyper:
+    if not isinstance(optimizer, torch.optim.Adam):
+        raise TypeError(f"checkpoints hold Adam's state; got a {type(optimizer).__name__}")
+    settings = {(g["lr"], g["betas"], g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"]) for g in optimizer.param_groups}
+    if len(settings) != 1:
+        raise ValueError("checkpoints hold one set of Adam hyper-parameters; the optimizer's param groups differ")
+    lr, (b1, b2), eps, weight_decay, amsgrad, maximize = settings.pop()
+    if weight_decay or amsgrad or maximize:
+        raise ValueError("checkpoints hold plain Adam (no weight_decay, amsgrad or maximize), as fit uses")
+    return AdamHyper(float(lr), float(b1), float(b2), float(eps))
+
+
+def _adam_state(optimizer: torch.optim.Optimizer, named: dict) -> AdamState:
+    moments = {"exp_avg": {}, "exp_avg_sq": {}}
+    steps = {}
+    for name, (parameter, transposed) in named.items():
+        state = optimizer.state.get(parameter, {})
+        for moment in moments:
+            value = state.get(moment)
+            moments[moment][name] = to_canonical(value, transposed) if value is not None else np.zeros(
+                to_canonical(parameter, transposed).shape, to_canonical(parameter, transposed).dtype
+            )
+        steps[name] = int(state["step"]) if "step" in state else 0
+    return AdamState(_adam_hyper(optimizer), moments["exp_avg"], moments["exp_avg_sq"], steps)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: MultiTaskNetwork,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    weighting=None,
+    vocabulary=None,
+    label_names=None,
+) -> None:
+    """Write ``model`` (and Adam's state when ``optimizer`` is given) to one safetensors file.
+
+    ``weighting`` defaults to "uncertainty" when the optimizer trains its log-variances, else "sum".
+    """
+    _check_model(model)
+    log_var = _log_variance_parameter(optimizer)
+    weighting = resolve_weighting(weighting or ("uncertainty" if log_var is not None else "sum"), model.tasks)
+    if weighting.learnable and log_var is None:
+        raise ValueError("uncertainty weighting: the optimizer has no 'weighting.log_var' group to save")
+    named = canonical_parameters(model)
+    if weighting.learnable:
+        named[LOG_VARIANCE] = (log_var, False)
+    write_checkpoint(
+        path,
+        Checkpoint(
+            arch=model.arch,
+            params=export_params(model),
+            weighting=weighting,
+            log_variances=None if log_var is None else to_canonical(log_var, False),
+            adam=None if optimizer is None else _adam_state(optimizer, named),
+            vocabulary=None if vocabulary is None else tuple(vocabulary),
+            label_names={k: tuple(v) for k, v in (label_names or {}).items()},
+        ),
+    )
+
+
+def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
+    """``(model, optimizer)`` from a checkpoint written by either backend (optimizer None if not saved).
+
+    With ``with_extras=True`` the mtl_core ``Checkpoint`` (vocabulary, label names, weighting) is
+    returned as a third value.
+    """
+    checkpoint = read_checkpoint(path)
+    arch = checkpoint.arch
+    model = MultiTaskNetwork(arch.input_dim, arch.tasks, arch.hidden_dims, arch.activation)
+    if checkpoint.params["trunk.0.kernel"].dtype == np.float64:
+        model = model.double()
+    import_params(model, checkpoint.params)
+    optimizer = None
+    if checkpoint.adam is not None:
+        optimizer = _restore_adam(model, checkpoint)
+    return (model, optimizer, checkpoint) if with_extras else (model, optimizer)
+
+
+def _restore_adam(model: MultiTaskNetwork, checkpoint: Checkpoint) -> torch.optim.Adam:
+    hyper = checkpoint.adam.hyper
+    optimizer = torch.optim.Adam(model.parameters(), lr=hyper.lr, betas=(hyper.b1, hyper.b2), eps=hyper.eps, fused=True)
+    named = canonical_parameters(model)
+    if checkpoint.weighting.learnable:
+        reference = model.trunk[0].weight
+        log_var = torch.nn.Parameter(torch.from_numpy(checkpoint.log_variances).to(reference))
+        optimizer.add_param_group({"params": [log_var], "name": LOG_VARIANCE_GROUP})
+        named[LOG_VARIANCE] = (log_var, False)
+    for name, (parameter, transposed) in named.items():
+        if checkpoint.adam.step[name] == 0:
+            continue  # never updated: torch creates the state on the first step
+        optimizer.state[parameter] = {
+            "step": torch.tensor(float(checkpoint.adam.step[name]), dtype=torch.float32, device=parameter.device),
+            "exp_avg": from_canonical(checkpoint.adam.exp_avg[name], transposed).to(parameter),
+            "exp_avg_sq": from_canonical(checkpoint.adam.exp_avg_sq[name], transposed).to(parameter),
+        }
+    return optimizer
