@@ -61,3 +61,15 @@ def concat_rows(inputs: list) -> "jax.Array | PaddedRows | None":
     if not any(isinstance(x, PaddedRows) for x in inputs):
         return jnp.concatenate(inputs)
     return None
+
+
+def pad_leading(tree, rows: int, axis: int = 0):
+    """Zero-pad every array of ``tree`` along ``axis`` to ``rows`` (empty rows, mask 0)."""
+
+    def pad(leaf):
+        leaf = np.asarray(leaf)
+        widths = [(0, 0)] * leaf.ndim
+        widths[axis] = (0, rows - leaf.shape[axis])
+        return np.pad(leaf, widths)
+
+    return jax.tree_util.tree_map(pad, tree)

@@ -15,10 +15,11 @@ import numpy as np
 import optax
 
 from mtl_core.weighting import resolve_weighting
-from jax_impl.inputs import as_labels, as_network_input, row_count
+from jax_impl.inputs import as_labels, as_network_input, pad_leading, row_count
 from jax_impl.losses import combine_losses, task_loss
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.params import check_variables
+from jax_impl.sharding import check_mesh, constrain_params, padded_rows, place_params, place_rows, place_state
 
 # A checked batch dict: {task name: (network input, labels, 0/1 row mask)}.
 Batches = dict
@@ -46,9 +47,14 @@ class TrainStep:
     ``losses`` holds each task's mean loss and "total". params and opt_state are donated: the
     arrays passed in are invalid afterwards. ``opt_state`` comes from ``step.init(params)``; a
     plain ``tx.init(params)`` state is accepted too and split into groups on the first call.
+
+    With a ``mesh`` (a "data" axis, optionally a "model" axis) each task's batch is split by rows
+    over "data" (padded with masked rows to a multiple of its size: the loss is unchanged), params
+    and optimiser state are replicated (trunk kernels split over "model"), and XLA's partitioner
+    adds the gradient all-reduce. The result is the single-device one.
     """
 
-    def __init__(self, module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum"):
+    def __init__(self, module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None):
         if not isinstance(module, MultiTaskNetwork):
             raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
         if not isinstance(tx, optax.GradientTransformation):
@@ -56,6 +62,7 @@ class TrainStep:
         self.module, self.tx = module, tx
         self.tasks = module.tasks
         self.weighting = resolve_weighting(weighting, module.tasks)
+        self.mesh = None if mesh is None else check_mesh(mesh)
         self.default_task_weights = self.weighting.initial_task_weights()
         groups = ["trunk"] + [f"heads.{t.name}" for t in self.tasks] + (["weighting"] if self.weighting.learnable else [])
         self.grouped = optax.multi_transform({group: tx for group in groups}, group_labels)
@@ -74,7 +81,25 @@ class TrainStep:
 
     def init(self, params) -> optax.OptState:
         """The grouped optimiser state for ``params`` (one ``tx`` state per group)."""
-        return self.grouped.init(params)
+        if self.mesh is None:
+            return self.grouped.init(params)
+        return place_state(self.grouped.init(params), self.mesh)
+
+    def place(self, params, opt_state):
+        """params and opt_state as global arrays on the mesh; unchanged without a mesh."""
+        if self.mesh is None:
+            return params, opt_state
+        return place_params(params, self.mesh), place_state(opt_state, self.mesh)
+
+    def place_batches(self, batches: Batches, row_axis: int = 0) -> Batches:
+        """Batches padded to a multiple of the "data" axis (masked rows) and split over it."""
+        if self.mesh is None:
+            return batches
+        placed = {}
+        for name, batch in batches.items():
+            rows = padded_rows(row_count(batch[0]) if row_axis == 0 else batch[2].shape[row_axis], self.mesh)
+            placed[name] = place_rows(pad_leading(batch, rows, row_axis), self.mesh, row_axis)
+        return placed
 
     def _grouped_state(self, opt_state, params):
         template = jax.eval_shape(self.grouped.init, params)
@@ -170,6 +195,8 @@ class TrainStep:
     def _update_fn(self, params, opt_state, batches: Batches, task_weights):
         (total, losses), grads = jax.value_and_grad(self._loss, has_aux=True)(params, batches, task_weights)
         params, opt_state = self._apply(params, opt_state, grads, self._present_groups(batches))
+        if self.mesh is not None:
+            params = constrain_params(params, self.mesh)
         return params, opt_state, {**losses, "total": total}, grads
 
     def _run_fn(self, params, opt_state, stacked: Batches, task_weights, record_norms, active):
@@ -202,9 +229,10 @@ class TrainStep:
     # -- the public call -----------------------------------------------------------------------
     def __call__(self, params, opt_state, batches: Mapping[str, tuple], task_weights=None):
         self._check_params(params)
-        batches = self.prepare(batches)
+        batches = self.place_batches(self.prepare(batches))
         task_weights = self._task_weights(task_weights)
-        params, opt_state, losses, _ = self._update(params, self._grouped_state(opt_state, params), batches, task_weights)
+        params, opt_state = self.place(params, self._grouped_state(opt_state, params))
+        params, opt_state, losses, _ = self._update(params, opt_state, batches, task_weights)
         return params, opt_state, losses
 
     def run(self, params, opt_state, stacked: Batches, task_weights, record_norms, active):
@@ -222,6 +250,9 @@ class TrainStep:
         return jnp.asarray(weights)
 
 
-def make_train_step(module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum") -> TrainStep:
-    """A jitted, pure step training ``module`` with ``tx`` on the weighted sum of its tasks' losses."""
-    return TrainStep(module, tx, weighting)
+def make_train_step(module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None) -> TrainStep:
+    """A jitted, pure step training ``module`` with ``tx`` on the weighted sum of its tasks' losses.
+
+    ``mesh``: an optional ``jax.sharding.Mesh`` with a "data" axis for data-parallel steps.
+    """
+    return TrainStep(module, tx, weighting, mesh)

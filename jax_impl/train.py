@@ -24,15 +24,16 @@ from jax_impl.inputs import as_network_input
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam
 from jax_impl.params import init_params
+from jax_impl.sharding import host_copy, padded_rows
 from jax_impl.step import TrainStep
 
 RUN_LENGTH = 16
 
 
 @functools.lru_cache(maxsize=16)
-def default_step(module: MultiTaskNetwork, lr: float, weighting: Weighting) -> TrainStep:
+def default_step(module: MultiTaskNetwork, lr: float, weighting: Weighting, mesh) -> TrainStep:
     """The step for jax_impl.adam(lr), kept so that repeated fits reuse its compiled programs."""
-    return TrainStep(module, adam(lr), weighting)
+    return TrainStep(module, adam(lr), weighting, mesh)
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
@@ -59,31 +60,41 @@ class JaxTrainer:
     """The backend half of ``fit``: runs scanned steps and forward passes for mtl_core's loop."""
 
     def __init__(self, step: TrainStep, params, opt_state, batch_size: int):
-        self.step, self.params, self.opt_state, self.batch_size = step, params, opt_state, batch_size
+        self.step, self.params, self.opt_state = step, params, opt_state
+        self.rows = padded_rows(batch_size, step.mesh)  # a multiple of the mesh's "data" axis
         self._predict = jax.jit(
             lambda params, x, index: step.module.apply({"params": params["params"]}, x, task_id=index),
             static_argnums=2,
         )
+        self._eval_params = (None, None)
+
+    def _host(self, tree):
+        """Results as numpy arrays: on a mesh, the same on every process (computed once, globally)."""
+        return tree if self.step.mesh is None else jax.tree_util.tree_map(host_copy, tree)
 
     def train_run(self, steps, task_weights, record_norms) -> RunResult:
         # Every run is RUN_LENGTH long (the tail marked inactive), so the scan compiles once per task set.
         k = len(steps)
-        stacked = jax.device_put(stack_batches(steps, self.batch_size, RUN_LENGTH))
+        stacked = stack_batches(steps, self.rows, RUN_LENGTH)
+        stacked = jax.device_put(stacked) if self.step.mesh is None else self.step.place_batches(stacked, row_axis=1)
         active = np.arange(RUN_LENGTH) < k
         record = np.zeros(RUN_LENGTH, bool)
         record[:k] = record_norms
         self.params, self.opt_state, losses, norms = self.step.run(
             self.params, self.opt_state, stacked, task_weights, record, active
         )
+        losses, norms = self._host((losses, norms))
         total = losses.pop("total")
         return RunResult(losses={n: v[:k] for n, v in losses.items()}, total=total[:k], grad_norms=norms[:k])
 
     def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:
-        return np.asarray(self._predict(self.params, as_network_input(pad_rows(X)), task_index))
+        if self._eval_params[0] is not self.params:  # evaluation runs on one device, from a host copy
+            self._eval_params = (self.params, self._host(self.params))
+        return np.asarray(self._predict(self._eval_params[1], as_network_input(pad_rows(X)), task_index))
 
     def log_variances(self):
         weighting = self.params.get("weighting")
-        return None if weighting is None else np.asarray(weighting["log_var"])
+        return None if weighting is None else np.asarray(self._host(weighting["log_var"]))
 
 
 def fit(
@@ -104,6 +115,7 @@ def fit(
     first_epoch: int = 0,
     progress: bool = False,
     return_opt_state: bool = False,
+    mesh=None,
 ) -> tuple[dict, dict]:
     """Train with Adam on the tasks in ``data``; return the trained params and the history.
 
@@ -113,6 +125,8 @@ def fit(
     with its hyper-parameters in its state). To resume, pass ``opt_state`` (from
     ``return_opt_state=True`` or ``load_checkpoint``; its stored hyper-parameters win over ``lr``)
     and ``first_epoch``. ``return_opt_state=True`` returns ``(params, history, opt_state)``.
+    ``mesh``: a ``jax.sharding.Mesh`` with a "data" axis to train data-parallel (see TrainStep);
+    batches are padded with masked rows to a multiple of its size, so the result is unchanged.
     """
     if not isinstance(module, MultiTaskNetwork):
         raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
@@ -122,13 +136,14 @@ def fit(
     input_dim = next(iter(checked.values())).input_dim
     arch = module.arch.with_input_dim(input_dim)
     weighting = resolve_weighting(weighting, module.tasks)
-    step = TrainStep(module, tx, weighting) if tx is not None else default_step(module, lr, weighting)
+    step = TrainStep(module, tx, weighting, mesh) if tx is not None else default_step(module, lr, weighting, mesh)
     if params is None:
         params = init_params(module, jax.random.key(seed), input_dim)
     # Copies: the step donates its inputs, and the caller's params must stay valid.
     params = step.init_params(jax.tree_util.tree_map(jnp.array, params))
     step._check_params(params)
     opt_state = step.init(params) if opt_state is None else step._grouped_state(jax.tree_util.tree_map(jnp.array, opt_state), params)
+    params, opt_state = step.place(params, opt_state)
     trainer = JaxTrainer(step, params, opt_state, batch_size)
     history = fit_loop(
         trainer,

@@ -19,13 +19,20 @@ def example_losses(spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor) -> tor
     return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
 
 
-def task_loss(spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The batch's mean loss; with a 0/1 row ``mask``, the mean over the rows marked 1."""
+def task_loss(
+    spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, denominator: float | None = None
+) -> torch.Tensor:
+    """The batch's mean loss; with a 0/1 row ``mask``, the mean over the rows marked 1.
+
+    ``denominator`` replaces the count of rows: a data-parallel rank holding a shard of a global
+    batch divides its sum by (global rows / ranks), so that DDP's gradient average is the mean.
+    """
     losses = example_losses(spec, logits, y)
-    if mask is None:
+    if mask is None and denominator is None:
         return losses.mean()
-    mask = mask.to(losses.dtype)
-    return (losses * mask).sum() / mask.sum()
+    if mask is not None:
+        losses = losses * mask.to(losses.dtype)
+    return losses.sum() / (mask.sum() if denominator is None else denominator)
 
 
 def combine_losses(

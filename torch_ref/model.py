@@ -21,6 +21,25 @@ ACTIVATION_FUNCTIONS = {
 }
 
 
+class Trunk(nn.ModuleList):
+    """The shared layers: (Linear -> activation) per hidden width; indexable like a list.
+
+    A module of its own (not only a list) so that it can be wrapped, e.g. by DDP, without the heads.
+    """
+
+    def __init__(self, widths: Sequence[int], activation: str):
+        super().__init__(
+            [SparseLinear(widths[0], widths[1])]
+            + [nn.Linear(fan_in, fan_out) for fan_in, fan_out in zip(widths[1:], widths[2:])]
+        )
+        self.activation = ACTIVATION_FUNCTIONS[activation]
+
+    def forward(self, x) -> torch.Tensor:
+        for layer in self:
+            x = self.activation(layer(x))
+        return x
+
+
 class MultiTaskNetwork(nn.Module):
     """trunk (Linear -> activation, repeated) -> the head of ``task_id`` -> logits (n, num_outputs).
 
@@ -40,19 +59,13 @@ class MultiTaskNetwork(nn.Module):
         self.tasks = self.arch.tasks
         self.input_dim = self.arch.input_dim
         widths = (self.input_dim,) + self.arch.hidden_dims
-        self.trunk = nn.ModuleList(
-            [SparseLinear(widths[0], widths[1])]
-            + [nn.Linear(fan_in, fan_out) for fan_in, fan_out in zip(widths[1:], widths[2:])]
-        )
+        self.trunk = Trunk(widths, self.arch.activation)
         # A list, not a ModuleDict: task names may hold characters ModuleDict keys cannot ('.').
         self.heads = nn.ModuleList([nn.Linear(widths[-1], task.num_outputs) for task in self.tasks])
-        self.activation = ACTIVATION_FUNCTIONS[self.arch.activation]
 
     def features(self, x) -> torch.Tensor:
         """The trunk's output (n, hidden_dims[-1]), shared by every head."""
-        for layer in self.trunk:
-            x = self.activation(layer(x))
-        return x
+        return self.trunk(x)
 
     def forward(self, x, task_id: int | str) -> torch.Tensor:
         """Logits (n, num_outputs) of one task for dense (n, input_dim) or sparse CSR input."""
@@ -60,15 +73,18 @@ class MultiTaskNetwork(nn.Module):
         weight = self.trunk[0].weight
         return self.heads[index](self.features(as_network_input(x, self.input_dim, weight.dtype, weight.device)))
 
-    def forward_tasks(self, inputs: Sequence, task_indices: Sequence[int]) -> list[torch.Tensor]:
+    def forward_tasks(self, inputs: Sequence, task_indices: Sequence[int], trunk=None, heads=None) -> list[torch.Tensor]:
         """Logits of several tasks' batches (already network inputs), one trunk pass for all rows.
 
         Stacking the rows means the first layer's dense weight gradient is built once per step,
-        not once per task; the result is the same as calling ``forward`` per task.
+        not once per task; the result is the same as calling ``forward`` per task. ``trunk`` and
+        ``heads`` replace ``self.features`` and ``self.heads`` (e.g. by DDP wrappers of them).
         """
+        trunk = self.features if trunk is None else trunk
+        heads = self.heads if heads is None else heads
         stacked = concat_rows(list(inputs))
         if stacked is None:
-            features = [self.features(x) for x in inputs]
+            features = [trunk(x) for x in inputs]
         else:
-            features = torch.split(self.features(stacked), [num_rows(x) for x in inputs])
-        return [self.heads[index](f) for index, f in zip(task_indices, features)]
+            features = torch.split(trunk(stacked), [num_rows(x) for x in inputs])
+        return [heads[index](f) for index, f in zip(task_indices, features)]

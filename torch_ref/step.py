@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -16,8 +16,17 @@ from torch_ref.model import MultiTaskNetwork
 
 LOG_VARIANCE_GROUP = "weighting.log_var"
 
-# A checked batch: (task index, spec, network input, labels, row mask or None).
-Prepared = tuple[int, TaskSpec, object, torch.Tensor, "torch.Tensor | None"]
+
+
+class TaskBatch(NamedTuple):
+    """One task's checked batch: network input, labels, optional 0/1 row mask and loss denominator."""
+
+    index: int
+    spec: TaskSpec
+    x: object
+    y: torch.Tensor
+    mask: torch.Tensor | None = None
+    denominator: float | None = None
 
 
 def _layer_norm(parameters) -> torch.Tensor:
@@ -57,7 +66,7 @@ class TrainStep:
         self.optimizer.add_param_group({"params": [parameter], "name": LOG_VARIANCE_GROUP})
         return parameter
 
-    def prepare(self, batches: Mapping[str, tuple]) -> list[Prepared]:
+    def prepare(self, batches: Mapping[str, tuple]) -> list[TaskBatch]:
         """Check a user's batch dict and turn it into tensors, in the model's task order."""
         if not isinstance(batches, Mapping) or not batches:
             raise ValueError(f"batches must be a non-empty dict of task name -> (x, y), got {batches!r}")
@@ -87,31 +96,39 @@ class TrainStep:
                 if mask.shape != (n,) or not bool(((mask == 0) | (mask == 1)).all()) or not bool(mask.any()):
                     raise ValueError(f"the row mask of task {spec.name!r} must be 0/1 of shape ({n},) with a 1, got {tuple(mask.shape)}")
                 mask = mask.to(device=reference.device, dtype=reference.dtype)
-            prepared.append((index, spec, x, y, mask))
+            prepared.append(TaskBatch(index, spec, x, y, mask))
         return prepared
 
-    def run(self, prepared: list[Prepared], task_weights: torch.Tensor | None = None, record_norms: bool = False):
+    def _forward_tasks(self, prepared: list[TaskBatch]) -> list[torch.Tensor]:
+        return self.model.forward_tasks([b.x for b in prepared], [b.index for b in prepared])
+
+    def _combine(self, losses: list[torch.Tensor], prepared: list[TaskBatch], task_weights, log_variances) -> torch.Tensor:
+        weights = self.default_task_weights if task_weights is None else task_weights
+        return combine_losses(self.weighting, losses, [b.index for b in prepared], weights, log_variances)
+
+    def _reported(self, losses: dict, prepared: list[TaskBatch], task_weights) -> tuple[dict, torch.Tensor]:
+        """The losses to report for this step and their combination (detached)."""
+        losses = {name: loss.detach() for name, loss in losses.items()}
+        log_var = None if self.log_variances is None else self.log_variances.detach()
+        return losses, self._combine(list(losses.values()), prepared, task_weights, log_var)
+
+    def run(self, prepared: list[TaskBatch], task_weights: torch.Tensor | None = None, record_norms: bool = False):
         """The step proper: (losses {name: tensor}, total tensor, layer gradient norms or None)."""
         self.optimizer.zero_grad(set_to_none=True)
-        all_logits = self.model.forward_tasks([x for _, _, x, _, _ in prepared], [index for index, *_ in prepared])
         losses = {
-            spec.name: task_loss(spec, logits, y, mask)
-            for (_, spec, _, y, mask), logits in zip(prepared, all_logits)
+            b.spec.name: task_loss(b.spec, logits, b.y, b.mask, b.denominator)
+            for b, logits in zip(prepared, self._forward_tasks(prepared))
         }
-        total = combine_losses(
-            self.weighting,
-            list(losses.values()),
-            [index for index, *_ in prepared],
-            self.default_task_weights if task_weights is None else task_weights,
-            self.log_variances,
-        )
-        total.backward()
+        self._combine(list(losses.values()), prepared, task_weights, self._log_variances_in_graph()).backward()
         norms = None
         if record_norms:
-            layers = list(self.model.trunk) + [self.model.heads[index] for index, *_ in prepared]
+            layers = list(self.model.trunk) + [self.model.heads[b.index] for b in prepared]
             norms = torch.stack([_layer_norm(layer.parameters()) for layer in layers])
         self.optimizer.step()
-        return {name: loss.detach() for name, loss in losses.items()}, total.detach(), norms
+        return (*self._reported(losses, prepared, task_weights), norms)
+
+    def _log_variances_in_graph(self):
+        return self.log_variances
 
     def __call__(self, batches: Mapping[str, tuple], task_weights=None) -> dict[str, float]:
         if task_weights is not None:

@@ -12,7 +12,8 @@ from mtl_core.data.task_data import TaskData
 from mtl_core.fitting import RunResult, check_positive, fit_loop
 from torch_ref.inputs import as_labels, sparse_rows
 from torch_ref.model import MultiTaskNetwork
-from torch_ref.step import TrainStep
+from torch_ref.distributed import DistributedTrainStep, data_parallel_world, shard, stop_all_ranks_on_error
+from torch_ref.step import TaskBatch, TrainStep
 
 
 def default_optimizer(model: MultiTaskNetwork, lr: float) -> torch.optim.Adam:
@@ -23,18 +24,23 @@ def default_optimizer(model: MultiTaskNetwork, lr: float) -> torch.optim.Adam:
 class TorchTrainer:
     """The backend half of ``fit``: runs steps and forward passes for mtl_core's loop."""
 
-    def __init__(self, step: TrainStep):
-        self.step = step
+    def __init__(self, step: TrainStep, world: tuple[int, int] | None = None):
+        self.step, self.world = step, world
         self.model = step.model
         self.device = step.model.trunk[0].weight.device
         self.dtype = step.model.trunk[0].weight.dtype
+        self.index = {task.name: i for i, task in enumerate(self.model.tasks)}
 
-    def _prepare(self, batches) -> list:
-        names = [t.name for t in self.model.tasks]
-        return [
-            (names.index(name), self.model.tasks[names.index(name)], self._rows(X), as_labels(y, self.model.tasks[names.index(name)], self.device), None)
-            for name, (X, y) in batches.items()
-        ]
+    def _prepare(self, batches) -> list[TaskBatch]:
+        """Tensors for one step; with several ranks, this rank's shard of each global batch."""
+        prepared = []
+        for name, (X, y) in batches.items():
+            spec, mask, denominator = self.model.tasks[self.index[name]], None, None
+            if self.world is not None:
+                X, y, mask, denominator = shard(X, y, *self.world)
+                mask = torch.from_numpy(mask).to(self.device, self.dtype)
+            prepared.append(TaskBatch(self.index[name], spec, self._rows(X), as_labels(y, spec, self.device), mask, denominator))
+        return prepared
 
     def _rows(self, X: sp.csr_matrix):
         rows = sparse_rows(X)
@@ -89,23 +95,31 @@ def fit(
     The batches come from mtl_core's curriculum for ``seed``: jax_impl.fit with the same seed
     sees the same ones. ``optimizer`` defaults to Adam(lr); pass one (and ``first_epoch``) to resume.
     Gradient norms are recorded every ``grad_norm_every`` steps of an epoch (from its first).
+
+    When ``torch.distributed`` is initialised with several ranks (e.g. under ``torchrun``), every
+    rank calls fit with the same arguments and trains its shard of each batch with
+    DistributedDataParallel (see torch_ref.distributed); the result is the single-process one,
+    and the history, of the global batches, is the same on every rank.
     """
     if not isinstance(model, MultiTaskNetwork):
         raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
     lr = check_positive(lr, "lr")
-    step = TrainStep(model, optimizer if optimizer is not None else default_optimizer(model, lr), weighting)
-    history = fit_loop(
-        TorchTrainer(step),
-        arch=model.arch,
-        weighting=step.weighting,
-        data=data,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        curriculum=curriculum,
-        eval_data=eval_data,
-        grad_norm_every=grad_norm_every,
-        first_epoch=first_epoch,
-        progress=progress,
-    )
+    optimizer = optimizer if optimizer is not None else default_optimizer(model, lr)
+    world = data_parallel_world()
+    step = (DistributedTrainStep if world else TrainStep)(model, optimizer, weighting)
+    with stop_all_ranks_on_error(world):
+        history = fit_loop(
+            TorchTrainer(step, world),
+            arch=model.arch,
+            weighting=step.weighting,
+            data=data,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            curriculum=curriculum,
+            eval_data=eval_data,
+            grad_norm_every=grad_norm_every,
+            first_epoch=first_epoch,
+            progress=progress,
+        )
     return model, history
