@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_core.layout import canonical_shapes, check_params, inferred_shapes
+from mtl_core.layout import canonical_shapes, check_mapping, check_params, inferred_shapes
 from jax_impl.model import MultiTaskNetwork
 
 
@@ -68,6 +68,7 @@ def import_params(params: Mapping[str, np.ndarray], module: MultiTaskNetwork | N
     Without ``module`` the shapes are checked against each other (the layers must chain); with it,
     against the module's tasks and trunk as well. dtypes are kept: float64 needs jax x64 enabled.
     """
+    check_mapping(params)
     expected = inferred_shapes(params) if module is None else None
     if module is not None:
         if not isinstance(module, MultiTaskNetwork):

@@ -110,7 +110,12 @@ class TrainStep:
             inner = {
                 label: type(template.inner_states[label])(
                     inner_state=optax.tree_map_params(
-                        self.tx, lambda leaf, own, label=label: leaf if own == label else optax.MaskedNode(), opt_state, labels
+                        self.tx,
+                        lambda leaf, own, label=label: leaf if own == label else optax.MaskedNode(),
+                        opt_state,
+                        labels,
+                        # every group gets its own copy of the step count: the step donates them all
+                        transform_non_params=jnp.array,
                     )
                 )
                 for label in template.inner_states

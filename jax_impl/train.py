@@ -113,6 +113,7 @@ def fit(
     opt_state=None,
     grad_norm_every: int = 10,
     first_epoch: int = 0,
+    previous_losses=None,
     progress: bool = False,
     return_opt_state: bool = False,
     mesh=None,
@@ -124,7 +125,8 @@ def fit(
     ``seed``, the same as torch_ref.fit's. ``tx`` defaults to ``jax_impl.adam(lr)`` (optax.adam
     with its hyper-parameters in its state). To resume, pass ``opt_state`` (from
     ``return_opt_state=True`` or ``load_checkpoint``; its stored hyper-parameters win over ``lr``)
-    and ``first_epoch``. ``return_opt_state=True`` returns ``(params, history, opt_state)``.
+    and ``first_epoch`` (and ``previous_losses=<the earlier history["loss"]>`` for ``dwa``).
+    ``return_opt_state=True`` returns ``(params, history, opt_state)``.
     ``mesh``: a ``jax.sharding.Mesh`` with a "data" axis to train data-parallel (see TrainStep);
     batches are padded with masked rows to a multiple of its size, so the result is unchanged.
     """
@@ -158,6 +160,7 @@ def fit(
         run_length=RUN_LENGTH,
         grad_norm_every=grad_norm_every,
         first_epoch=first_epoch,
+        previous_losses=previous_losses,
         progress=progress,
     )
     if return_opt_state:

@@ -163,12 +163,15 @@ def fit_loop(
     run_length: int = 1,
     grad_norm_every: int = 10,
     first_epoch: int = 0,
+    previous_losses: Mapping[str, Sequence[float]] | None = None,
     progress: bool = False,
 ) -> dict:
     """Train for ``epochs`` epochs and return the history (see ``new_history``).
 
     Epochs are numbered from ``first_epoch``: a run resumed from a checkpoint after k epochs passes
-    k and draws exactly the batches the uninterrupted run would have drawn.
+    k and draws exactly the batches the uninterrupted run would have drawn. ``previous_losses``
+    ({task: per-epoch training losses}, the earlier run's ``history["loss"]``) lets ``dwa``
+    weighting resume with the weights the uninterrupted run would have used.
     """
     data = check_task_data(data, arch)
     eval_data = None if eval_data is None else check_task_data(eval_data, arch, "eval_data")
@@ -182,7 +185,12 @@ def fit_loop(
     names = [t.name for t in arch.tasks]
     history = new_history(arch, eval_data is not None)
     task_weights = weighting.initial_task_weights()
-    epoch_losses: list[dict[str, float]] = []
+    epoch_losses = _previous_losses(previous_losses, names)
+    if weighting.name == "dwa" and first_epoch >= 2 and len(epoch_losses) < 2:
+        raise ValueError(
+            f"dwa weighting sets each epoch's loss weights from the two previous epochs' training losses; "
+            f"a run resumed at first_epoch={first_epoch} needs them: pass previous_losses=<the earlier history['loss']>"
+        )
     bar = _progress_bar(epochs, progress)
     for epoch in range(first_epoch, first_epoch + epochs):
         if weighting.name == "dwa":
@@ -218,6 +226,19 @@ def fit_loop(
     if bar is not None:
         bar.close()
     return history
+
+
+def _previous_losses(previous: Mapping[str, Sequence[float]] | None, names: list[str]) -> list[dict[str, float]]:
+    """Per-epoch {task: loss} from a history's "loss" entry (tasks it lacks count as NaN)."""
+    if previous is None:
+        return []
+    if not isinstance(previous, Mapping):
+        raise TypeError(f"previous_losses must be a dict of task name -> per-epoch losses, got {type(previous).__name__}")
+    lengths = {len(values) for values in previous.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"previous_losses must hold as many epochs for every task, got lengths {sorted(lengths)}")
+    epochs = lengths.pop() if lengths else 0
+    return [{name: float(previous[name][e]) if name in previous else math.nan for name in names} for e in range(epochs)]
 
 
 def _progress_bar(epochs: int, enabled: bool):

@@ -120,12 +120,13 @@ class TrainStep:
             for b, logits in zip(prepared, self._forward_tasks(prepared))
         }
         self._combine(list(losses.values()), prepared, task_weights, self._log_variances_in_graph()).backward()
+        reported = self._reported(losses, prepared, task_weights)  # before the step moves the log-variances
         norms = None
         if record_norms:
             layers = list(self.model.trunk) + [self.model.heads[b.index] for b in prepared]
             norms = torch.stack([_layer_norm(layer.parameters()) for layer in layers])
         self.optimizer.step()
-        return (*self._reported(losses, prepared, task_weights), norms)
+        return (*reported, norms)
 
     def _log_variances_in_graph(self):
         return self.log_variances

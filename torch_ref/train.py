@@ -88,12 +88,14 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     grad_norm_every: int = 10,
     first_epoch: int = 0,
+    previous_losses=None,
     progress: bool = False,
 ) -> tuple[MultiTaskNetwork, dict]:
     """Train ``model`` in place with Adam on the tasks in ``data``; return it and the history.
 
     The batches come from mtl_core's curriculum for ``seed``: jax_impl.fit with the same seed
-    sees the same ones. ``optimizer`` defaults to Adam(lr); pass one (and ``first_epoch``) to resume.
+    sees the same ones. ``optimizer`` defaults to Adam(lr); pass one (and ``first_epoch``) to resume,
+    with ``previous_losses=<the earlier history["loss"]>`` when the weighting is ``dwa``.
     Gradient norms are recorded every ``grad_norm_every`` steps of an epoch (from its first).
 
     When ``torch.distributed`` is initialised with several ranks (e.g. under ``torchrun``), every
@@ -120,6 +122,7 @@ def fit(
             eval_data=eval_data,
             grad_norm_every=grad_norm_every,
             first_epoch=first_epoch,
+            previous_losses=previous_losses,
             progress=progress,
         )
     return model, history

@@ -7,6 +7,7 @@ training texts only (the held-out split never leaks into it).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -71,28 +72,31 @@ def read_columns(path: str | Path, columns: Sequence[str]) -> dict[str, list[str
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: text is not valid UTF-8 ({error.reason})") from None
     values: dict[str, list[str]] = {c: [] for c in columns}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise ValueError(f"{path}: the file is empty")
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise ValueError(f"{path}: no column named {missing}; the header has {header}")
-            where = [header.index(c) for c in columns]
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
-                for column, index in zip(columns, where):
-                    values[column].append(row[index])
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}, line {reader.line_num + 1}: text is not valid UTF-8 ({error.reason})") from None
-        except csv.Error as error:
-            raise ValueError(f"{path}, line {reader.line_num}: malformed CSV ({error})") from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: the file is empty")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise ValueError(f"{path}: no column named {missing}; the header has {header}")
+        where = [header.index(c) for c in columns]
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            for column, index in zip(columns, where):
+                values[column].append(row[index])
+    except csv.Error as error:
+        raise ValueError(f"{path}, line {reader.line_num}: malformed CSV ({error})") from None
     if not values[columns[0]]:
         raise ValueError(f"{path}: the file has a header but no rows")
     return values

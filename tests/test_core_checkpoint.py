@@ -1,0 +1,145 @@
+"""mtl_core.checkpoint: the one safetensors file both backends write and read."""
+
+import re
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from mtl_core import TaskSpec, check_architecture, resolve_weighting
+from mtl_core.checkpoint import FORMAT, AdamHyper, AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.layout import canonical_shapes
+
+TASKS = (TaskSpec("movie", "binary", 1), TaskSpec("yelp", "multiclass", 3))
+ARCH = check_architecture(TASKS, (8, 4), "tanh", input_dim=10)
+
+
+def random_arrays(shapes, seed):
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def make_checkpoint(weighting="sum", with_adam=True):
+    weighting = resolve_weighting(weighting, TASKS)
+    shapes = canonical_shapes(ARCH)
+    names = list(shapes) + (["weighting.log_var"] if weighting.learnable else [])
+    adam_shapes = {**shapes, "weighting.log_var": (2,)}
+    adam = AdamState(
+        AdamHyper(lr=0.01, b1=0.8, b2=0.99, eps=1e-7),
+        random_arrays({n: adam_shapes[n] for n in names}, 1),
+        {n: np.abs(v) for n, v in random_arrays({n: adam_shapes[n] for n in names}, 2).items()},
+        {n: i + 1 for i, n in enumerate(names)},
+    )
+    return Checkpoint(
+        arch=ARCH,
+        params=random_arrays(shapes, 0),
+        weighting=weighting,
+        log_variances=np.array([0.5, -0.25], np.float32) if weighting.learnable else None,
+        adam=adam if with_adam else None,
+        vocabulary=("bad", "film", "good"),
+        label_names={"movie": ("no", "yes"), "yelp": ("high", "low", "mid")},
+    )
+
+
+def rewrite(path, edit_tensors=None, edit_metadata=None):
+    """Re-save a checkpoint file after editing its tensors and/or metadata in place."""
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    (edit_tensors or (lambda t: None))(tensors)
+    (edit_metadata or (lambda m: None))(metadata)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.safetensors"
+    write_checkpoint(path, make_checkpoint())
+    return path
+
+
+@pytest.mark.parametrize("weighting", ["sum", "uncertainty", {"movie": 2.0, "yelp": 0.5}, "dwa"])
+def test_a_checkpoint_round_trips_every_field(tmp_path, weighting):
+    original = make_checkpoint(weighting)
+    write_checkpoint(tmp_path / "c.safetensors", original)
+    loaded = read_checkpoint(tmp_path / "c.safetensors")
+    assert loaded.arch == original.arch and loaded.weighting == original.weighting
+    assert loaded.params.keys() == original.params.keys()
+    assert all(np.array_equal(loaded.params[k], original.params[k]) for k in original.params)
+    assert loaded.vocabulary == original.vocabulary and loaded.label_names == original.label_names
+    if original.log_variances is None:
+        assert loaded.log_variances is None
+    else:
+        np.testing.assert_array_equal(loaded.log_variances, original.log_variances)
+    assert loaded.adam.hyper == original.adam.hyper and loaded.adam.step == original.adam.step
+    for moment in ("exp_avg", "exp_avg_sq"):
+        saved_moments, loaded_moments = getattr(original.adam, moment), getattr(loaded.adam, moment)
+        assert all(np.array_equal(saved_moments[k], loaded_moments[k]) for k in saved_moments)
+
+
+def test_a_checkpoint_without_optimizer_state_reads_back_without_one(tmp_path):
+    write_checkpoint(tmp_path / "c.safetensors", make_checkpoint(with_adam=False))
+    assert read_checkpoint(tmp_path / "c.safetensors").adam is None
+
+
+def test_writing_leaves_only_the_checkpoint_and_replaces_an_older_one(tmp_path, saved):
+    newer = make_checkpoint("uncertainty")
+    write_checkpoint(saved, newer)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+    assert read_checkpoint(saved).weighting.name == "uncertainty"
+
+
+def test_write_rejects_params_that_do_not_fit_the_architecture(tmp_path):
+    checkpoint = make_checkpoint()
+    checkpoint.params["heads.yelp.bias"] = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"params\['heads\.yelp\.bias'\] has shape \(4,\), expected \(3,\)"):
+        write_checkpoint(tmp_path / "c.safetensors", checkpoint)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_rejects_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"absent\.safetensors: no such checkpoint file"):
+        read_checkpoint(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_read_rejects_files_that_are_not_safetensors(tmp_path, content):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"junk\.safetensors: not a"):
+        read_checkpoint(path)
+
+
+def test_read_rejects_a_truncated_checkpoint(saved):
+    saved.write_bytes(saved.read_bytes()[:-40])
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors checkpoint"):
+        read_checkpoint(saved)
+
+
+def test_read_rejects_a_foreign_safetensors_file(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"weight": np.zeros(3, np.float32)}, str(path))
+    with pytest.raises(ValueError, match=rf"not an mtl-twins checkpoint \(format None, expected '{re.escape(FORMAT)}'\)"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "edit_tensors, edit_metadata, pattern",
+    [
+        (lambda t: t.pop("heads.movie.bias"), None, r"missing \['heads\.movie\.bias'\]"),
+        (lambda t: t.update({"trunk.0.kernel": np.zeros((10, 7), np.float32)}), None, r"'trunk\.0\.kernel'\] has shape \(10, 7\), expected \(10, 8\)"),
+        (lambda t: t.pop("adam.exp_avg.trunk.1.bias"), None, r"the optimizer state lacks \['adam\.exp_avg\.trunk\.1\.bias'\]"),
+        (lambda t: t.update({"adam.exp_avg_sq.heads.yelp.kernel": np.zeros((4, 2), np.float32)}), None, r"Adam moments of 'heads\.yelp\.kernel' do not have the parameter's shape \(4, 3\)"),
+        (lambda t: t.update({"adam.step.trunk.0.bias": np.zeros(2, np.int64)}), None, r"step counts must be int64 arrays of shape \(1,\)"),
+        (None, lambda m: m.update({"tasks": "[[oops"}), r"metadata 'tasks' is not valid JSON"),
+        (None, lambda m: m.pop("hidden_dims"), r"checkpoint metadata lacks 'hidden_dims'"),
+        (None, lambda m: m.update({"activation": "softmax"}), r"does not describe a network .*got 'softmax'"),
+        (None, lambda m: m.update({"weighting": '{"name": "uncertainty", "fixed": null, "temperature": 2.0}'}), r"needs 'weighting\.log_var' of shape \(2,\)"),
+    ],
+)
+def test_read_rejects_corrupted_contents_naming_what_is_wrong(saved, edit_tensors, edit_metadata, pattern):
+    rewrite(saved, edit_tensors, edit_metadata)
+    with pytest.raises(ValueError, match=pattern):
+        read_checkpoint(saved)
