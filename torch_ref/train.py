@@ -10,9 +10,9 @@ import torch
 
 from mtl_core.data.task_data import TaskData
 from mtl_core.fitting import RunResult, check_positive, fit_loop
-from torch_ref.inputs import as_labels, sparse_rows
-from torch_ref.model import MultiTaskNetwork
+from torch_ref.inputs import as_labels, as_network_input
 from torch_ref.distributed import DistributedTrainStep, data_parallel_world, shard, stop_all_ranks_on_error
+from torch_ref.model import MultiTaskNetwork
 from torch_ref.step import TaskBatch, TrainStep
 
 
@@ -43,10 +43,7 @@ class TorchTrainer:
         return prepared
 
     def _rows(self, X: sp.csr_matrix):
-        rows = sparse_rows(X)
-        return rows._replace(
-            indices=rows.indices.to(self.device), offsets=rows.offsets.to(self.device), values=rows.values.to(self.device, self.dtype)
-        )
+        return as_network_input(X, self.model.input_dim, self.dtype, self.device)
 
     def train_run(self, steps, task_weights: np.ndarray, record_norms: np.ndarray) -> RunResult:
         weights = torch.as_tensor(task_weights).to(device=self.device, dtype=self.dtype)
@@ -56,8 +53,8 @@ class TorchTrainer:
             for name, value in step_losses.items():
                 losses[name].append(value)
             totals.append(total)
-            norms.append(step_norms if step_norms is not None else None)
-        width = next((n.shape[0] for n in norms if n is not None), 0)
+            norms.append(step_norms)
+        width = next((n.shape[0] for n in norms if n is not None), 0)  # unrecorded steps: zeros, ignored
         filled = [n if n is not None else torch.zeros(width, dtype=self.dtype, device=self.device) for n in norms]
         return RunResult(
             losses={name: torch.stack(values).cpu() for name, values in losses.items()},
