@@ -1,0 +1,143 @@
+"""Which device a run measures, and the per-device chores: pinning, synchronising, peak memory.
+
+Every variant takes a ``Device``: the same code runs on the CPU and on a GPU, so the GPU path is the
+CPU path with another device in it. torch and jax are imported inside the functions because the
+jax platform must be chosen through the environment before jax is first imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+DEVICES = ("cpu", "gpu")
+PRECISIONS = ("highest", "tf32")
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested device cannot be used; the message names what is missing."""
+
+
+def pin_platform(kind: str) -> None:
+    """Choose jax's platform before jax is imported.
+
+    ``cpu`` hides any GPU from jax (JAX_PLATFORMS=cpu): a GPU machine measured with --device cpu must
+    not run jax on its GPU, nor let jax grab GPU memory. ``gpu`` turns off jax's up-front grab of 75%
+    of the GPU memory, since torch runs on the same GPU in the same process.
+    """
+    if kind not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {kind!r}")
+    if kind == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    else:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where both backends run: ``torch`` is a torch.device, ``jax`` a jax Device."""
+
+    kind: str
+    torch: Any
+    jax: Any
+    precision: str
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.kind == "gpu"
+
+    def torch_sync(self) -> None:
+        """Wait for queued torch work (a no-op on the CPU, where torch runs synchronously)."""
+        if self.is_gpu:
+            import torch
+
+            torch.cuda.synchronize(self.torch)
+
+    def reset_peak_memory(self) -> None:
+        if self.is_gpu:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self.torch)
+
+    def memory(self) -> dict[str, float | None]:
+        """Device memory in MiB: torch's peak since the last reset, jax's peak since start-up.
+
+        jax cannot reset its peak, so its figure is the largest of all variants run so far.
+        """
+        if not self.is_gpu:
+            return {"torch_peak_mib": None, "jax_peak_mib": None, "jax_in_use_mib": None}
+        import torch
+
+        stats = self.jax.memory_stats() or {}
+        mib = lambda n: None if n is None else n / 2**20  # noqa: E731 - a unit conversion
+        return {
+            "torch_peak_mib": mib(torch.cuda.max_memory_allocated(self.torch)),
+            "jax_peak_mib": mib(stats.get("peak_bytes_in_use")),
+            "jax_in_use_mib": mib(stats.get("bytes_in_use")),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        info = {"kind": self.kind, "torch": str(self.torch), "jax": f"{self.jax.platform}:{self.jax.id} ({self.jax.device_kind})"}
+        if self.is_gpu:
+            info["name"] = torch.cuda.get_device_name(self.torch)
+            info["cuda"] = torch.version.cuda
+            info["jax_platform_version"] = getattr(getattr(self.jax, "client", None), "platform_version", None)
+        return info
+
+
+def _torch_device(kind: str):
+    import torch
+
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.backends.cuda.is_built():
+        raise DeviceUnavailable(f"torch {torch.__version__} was built without CUDA")
+    if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
+        raise DeviceUnavailable("torch finds no CUDA device")
+    return torch.device("cuda", 0)
+
+
+def _jax_device(kind: str):
+    import jax
+
+    platform = "cpu" if kind == "cpu" else "gpu"
+    # jax logs a warning when it looks for a GPU backend that is not installed: the error says it.
+    logger = logging.getLogger("jax._src.xla_bridge")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return jax.devices(platform)[0]
+    except RuntimeError:
+        pinned = os.environ.get("JAX_PLATFORMS")
+        hint = f" (JAX_PLATFORMS={pinned})" if pinned else ""
+        raise DeviceUnavailable(f"jax has no GPU backend{hint}; its platforms: {sorted({d.platform for d in jax.devices()})}") from None
+    finally:
+        logger.setLevel(level)
+
+
+def open_device(kind: str, precision: str = "highest") -> Device:
+    """The device for ``kind``, or DeviceUnavailable naming everything that is missing.
+
+    ``precision`` sets float32 matmuls of both backends alike: "highest" is full float32 (torch's
+    default; jax's default on an H100 is TF32), "tf32" lets both use TF32 tensor cores on a GPU.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    missing, devices = [], {}
+    for name, find in (("torch", _torch_device), ("jax", _jax_device)):
+        try:
+            devices[name] = find(kind)
+        except DeviceUnavailable as error:
+            missing.append(str(error))
+    if missing:
+        raise DeviceUnavailable(f"--device {kind} is unusable: " + "; ".join(missing))
+    import jax
+    import torch
+
+    jax.config.update("jax_default_matmul_precision", "highest" if precision == "highest" else "tensorfloat32")
+    torch.set_float32_matmul_precision("highest" if precision == "highest" else "high")
+    return Device(kind=kind, torch=devices["torch"], jax=devices["jax"], precision=precision)
