@@ -51,14 +51,22 @@ def test_pad_rows_accepts_any_scipy_sparse_format():
         np.testing.assert_array_equal(padded.indices, reference.indices)
 
 
-@pytest.mark.parametrize("nnz, width", [(0, 8), (1, 8), (8, 8), (9, 16), (16, 16), (17, 32), (100, 128)])
-def test_bucket_width_is_the_next_power_of_two_of_at_least_8(nnz, width):
+@pytest.mark.parametrize(
+    "nnz, width", [(0, 8), (1, 8), (8, 8), (9, 10), (16, 16), (17, 20), (82, 96), (100, 112), (128, 128), (130, 160)]
+)
+def test_bucket_width_is_the_next_quarter_octave_of_at_least_8(nnz, width):
     assert bucket_width(nnz) == width
+
+
+def test_bucket_width_wastes_at_most_a_quarter_of_the_padded_width():
+    for nnz in range(8, 5000):
+        width = bucket_width(nnz)
+        assert nnz <= width and (width - nnz) / width < 0.25
 
 
 def test_pad_rows_uses_the_bucket_width_of_the_longest_row():
     X = sp.csr_matrix(np.ones((2, 11)))
-    assert pad_rows(X).indices.shape == (2, 16)
+    assert pad_rows(X).indices.shape == (2, 12)
     assert pad_rows(X, width=11).indices.shape == (2, 11)
 
 

@@ -16,6 +16,9 @@ from torch_ref.model import MultiTaskNetwork
 from torch_ref.step import TaskBatch, TrainStep
 
 
+RUN_LENGTH = 16  # steps handed over per call of the loop: their results are stacked once
+
+
 def default_optimizer(model: MultiTaskNetwork, lr: float) -> torch.optim.Adam:
     """The recipe's Adam; fused (one kernel for all parameters) where the device supports it."""
     return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
@@ -117,6 +120,7 @@ def fit(
             seed=seed,
             curriculum=curriculum,
             eval_data=eval_data,
+            run_length=RUN_LENGTH,
             grad_norm_every=grad_norm_every,
             first_epoch=first_epoch,
             previous_losses=previous_losses,
