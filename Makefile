@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test experiment clean
+.PHONY: run test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: both backends' throughput against the blog's recipe and the Adam floor.
+# ARGS passes options, e.g. make run ARGS=--quick (under a minute) or ARGS='--device gpu'.
 run: $(STAMP)
-	$(BIN)/python -m mtl_cli compare
+	$(BIN)/python benchmarks/run.py $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests parity_tests
