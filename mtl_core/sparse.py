@@ -1,7 +1,7 @@
 """Sparse bag-of-words rows in the fixed-width form a jitted first layer needs.
 
 A batch of CSR rows becomes ``indices`` and ``values`` of shape (rows, width): row r's non-zeros
-first, then padding with index 0 and value 0, which adds exactly nothing to ``x @ kernel``.
+first, then padding with value 0, which adds exactly nothing to ``x @ kernel``.
 Widths are rounded up to a quarter-octave bucket (8, 10, 12, 14, 16, 20, ..., 96, 112, 128, 160, ...)
 so that a jitted step sees few distinct shapes while padding wastes at most a quarter of the work
 (a power of two could waste half: rows of 130 words padded to 256).
@@ -23,7 +23,7 @@ class PaddedRows:
     """Sparse rows as padded (index, value) pairs.
 
     indices: int32 (..., rows, width) column ids in [0, num_features).
-    values:  float (..., rows, width), 0 on padding.
+    values:  float (..., rows, width), 0 on padding (whose indices are arbitrary valid columns).
     num_features: the number of columns of the matrix the rows came from.
     Holds numpy arrays here; ``jax_impl`` registers the class as a pytree and fills it with jax arrays.
     """
@@ -63,7 +63,10 @@ def pad_rows(X: sp.csr_matrix, width: int | None = None, num_rows: int | None = 
     num_rows = n if num_rows is None else int(num_rows)
     if num_rows < n:
         raise ValueError(f"num_rows {num_rows} is smaller than the number of rows ({n})")
-    indices = np.zeros((num_rows, width), dtype=np.int32)
+    # Padding slots hold value 0 and point at distinct columns (slot mod num_features), not all at
+    # column 0: their zero gradients then do not pile onto one row of the kernel (a scatter-add
+    # hot spot that some GPU compilers turn into a slow retry loop).
+    indices = np.tile(np.arange(width, dtype=np.int32) % max(X.shape[1], 1), (num_rows, 1))
     values = np.zeros((num_rows, width), dtype=np.float32)
     row_of_entry = np.repeat(np.arange(n), counts)
     slot_of_entry = np.arange(X.nnz) - np.repeat(X.indptr[:-1], counts)

@@ -38,9 +38,11 @@ def test_pad_rows_has_the_documented_shapes_dtypes_and_padding():
     assert padded.num_features == 4 and padded.shape == (5, 4)
     np.testing.assert_array_equal(padded.indices[0, :2], [1, 3])
     np.testing.assert_array_equal(padded.values[0, :2], [2.0, 3.0])
-    # padding: index 0 and value 0, so it adds exactly nothing
-    assert not padded.values[0, 2:].any() and not padded.indices[0, 2:].any()
+    # padding: value 0, so it adds exactly nothing, at valid columns spread over the kernel's rows
+    assert not padded.values[0, 2:].any()
     assert not padded.values[1].any() and not padded.values[3:].any()
+    np.testing.assert_array_equal(padded.indices[1], np.arange(MIN_WIDTH) % 4)
+    assert ((padded.indices >= 0) & (padded.indices < 4)).all()
 
 
 def test_pad_rows_accepts_any_scipy_sparse_format():
