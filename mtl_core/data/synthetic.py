@@ -1,16 +1,33 @@
-"""A deterministic generator of review-like bag-of-words tasks: the embedded default dataset.
+"""The embedded default dataset: review-like bag-of-words tasks that share one latent sentiment.
 
-Every review has a latent sentiment z ~ N(0, 1) shared in meaning by all tasks: positive and
-negative signal words (the same words for every task) appear in proportion to sigmoid(z), on top of
-Zipf-distributed background words whose ranking differs per task (each task has its own topic).
-Labels are noisy readings of z: a binary task thresholds it at 0, a k-class task cuts it at its
-quantiles, a regression task reads it directly. The shared sentiment words are what lets one task
-teach the trunk something another task can use, as the blog's two review tasks do.
+The generative story of one review of one task:
+
+1. a latent sentiment z ~ N(0, 1);
+2. a length L ~ Poisson(review_length); each word is, with probability ``signal_rate``, a
+   sentiment word, and otherwise a background word;
+3. a sentiment word is positive with probability sigmoid(SHARPNESS * z), else negative, and is
+   drawn from that polarity's lexicon of ``signal_words`` words with Zipf frequencies (exponent
+   LEXICON_ZIPF: a head of common words like "great", a long tail of rare ones like "riveting");
+4. a background word follows a Zipf law over the whole vocabulary whose ranking is partly
+   reshuffled per task: each task has its own topic (films, restaurants), sharing common words;
+5. the label is a noisy reading of the same z: z + label_noise * N(0, 1), thresholded at 0
+   (binary), cut at its quantiles (k balanced classes), or the reading itself (regression).
+
+The lexicon is the same for every task, as the blog's movie and Yelp reviews share their
+sentiment words: that is what a shared trunk can learn from one task for another. It is large
+(20% of the vocabulary per polarity) and flat, so one task's reviews leave much of it seen a few
+times or never. By default yelp is the weaker task: three-class and data-poor (1,500 training
+reviews against movie's 6,000), it cannot learn the lexicon's tail alone, while the multi-task
+trunk also learns it from movie's reviews. Labels are fairly clean; word noise (finite reviews,
+background words) is what limits the scores: about .81-.83 F1 for movie and .64 macro-F1 for
+yelp trained alone with the blog's recipe, .83-.86 and .66-.68 trained together.
+
+Nothing in the tasks conflicts (no word means one thing in one task and the opposite in another),
+so training yelp after movie reinforces movie's features rather than overwriting them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -22,39 +39,60 @@ from mtl_core.data.task_data import TaskData
 from mtl_core.tasks import TaskSpec, check_tasks
 
 DEFAULT_TASKS = (TaskSpec("movie", "binary", 1), TaskSpec("yelp", "multiclass", 3))
-DEFAULT_LABEL_NOISE = {"movie": 0.3, "yelp": 0.6}
+DEFAULT_N_TRAIN = {"movie": 6000, "yelp": 1500}  # tasks not named here get OTHER_N_TRAIN
+OTHER_N_TRAIN = 2000
+DEFAULT_LABEL_NOISE = {"movie": 0.4, "yelp": 0.2}  # tasks not named here get OTHER_LABEL_NOISE
+OTHER_LABEL_NOISE = 0.3
+SIGNAL_SHARE = 0.2  # default signal_words: this share of the vocabulary per polarity
+SHARPNESS = 2.5  # how strongly z sways a sentiment word's polarity
+LEXICON_ZIPF = 0.6  # Zipf exponent of word frequencies within a polarity's lexicon
+TOPIC_SHUFFLE = 0.3  # share of the background ranking each task reshuffles (its topic)
+BACKGROUND_ZIPF = 1.07  # Zipf exponent of background words (English text is close to 1)
 
 
-@dataclass(frozen=True)
-class _Corpus:
-    vocab_size: int
-    signal_words: np.ndarray  # (2, m): row 0 positive, row 1 negative
-    review_length: int
-    signal_rate: float
-
-
-def _zipf_probabilities(size: int, rng: np.random.Generator, shuffle_fraction: float) -> np.ndarray:
-    """Zipf word frequencies over ``size`` words, with part of the ranking reshuffled per task."""
-    weights = 1.0 / (np.arange(size) + 2.7) ** 1.07
-    moved = rng.choice(size, size=int(size * shuffle_fraction), replace=False)
-    weights[moved] = rng.permutation(weights[moved])
+def _zipf(size: int, exponent: float, offset: float) -> np.ndarray:
+    """Probabilities (size,) proportional to 1 / (rank + offset) ** exponent."""
+    weights = 1.0 / (np.arange(size) + offset) ** exponent
     return weights / weights.sum()
 
 
-def _reviews(corpus: _Corpus, background: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
-    """Bag-of-words counts (n, vocab_size) of reviews with sentiments ``z``."""
-    n = len(z)
-    lengths = np.maximum(1, rng.poisson(corpus.review_length, size=n))
-    rows = np.repeat(np.arange(n), lengths)
-    is_signal = rng.random(len(rows)) < corpus.signal_rate
-    positive = rng.random(len(rows)) < expit(2.0 * z[rows])
-    signal = corpus.signal_words[np.where(positive, 0, 1), rng.integers(0, corpus.signal_words.shape[1], len(rows))]
-    words = np.where(is_signal, signal, rng.choice(corpus.vocab_size, size=len(rows), p=background))
-    counts = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, words)), shape=(n, corpus.vocab_size)
-    )
-    counts.sum_duplicates()
-    return counts
+def _topic(vocab_size: int, rng: np.random.Generator) -> np.ndarray:
+    """One task's background word probabilities (vocab_size,): a Zipf ranking, partly reshuffled."""
+    weights = _zipf(vocab_size, BACKGROUND_ZIPF, offset=2.7)
+    moved = rng.choice(vocab_size, size=int(vocab_size * TOPIC_SHUFFLE), replace=False)
+    weights[moved] = rng.permutation(weights[moved])
+    return weights
+
+
+def _draw(probabilities: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` independent indices drawn with ``probabilities``.
+
+    Inverse-CDF sampling of sorted uniforms (several times faster to look up than unsorted ones),
+    then shuffled: the same distribution as rng.choice's draws.
+    """
+    cdf = np.cumsum(probabilities)
+    uniforms = np.sort(rng.random(size)) * cdf[-1]
+    return rng.permutation(np.minimum(np.searchsorted(cdf, uniforms, side="right"), len(cdf) - 1))
+
+
+def _reviews(
+    lexicon: np.ndarray, background: np.ndarray, z: np.ndarray, review_length: int, signal_rate: float, rng: np.random.Generator
+) -> sp.csr_matrix:
+    """Bag-of-words counts (n, vocab_size) of reviews with sentiments ``z`` (n,); lexicon (2, m), row 0 positive."""
+    n, vocab_size = len(z), len(background)
+    lengths = np.maximum(1, rng.poisson(review_length, size=n))
+    rows = np.repeat(np.arange(n), lengths)  # (words,): the review of each word
+    is_signal = rng.random(len(rows)) < signal_rate
+    signal_rows = rows[is_signal]
+    negative = rng.random(len(signal_rows)) >= expit(SHARPNESS * z[signal_rows])
+    ranks = _draw(_zipf(lexicon.shape[1], LEXICON_ZIPF, offset=1.0), len(signal_rows), rng)
+    words = np.empty(len(rows), dtype=np.int64)
+    words[is_signal] = lexicon[negative.astype(np.int64), ranks]
+    words[~is_signal] = _draw(background, int((~is_signal).sum()), rng)
+    # Count each (review, word) pair once: sorted unique keys are CSR's sorted, duplicate-free entries.
+    keys, counts = np.unique(rows * vocab_size + words, return_counts=True)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // vocab_size, minlength=n))])
+    return sp.csr_matrix((counts.astype(np.float32), keys % vocab_size, indptr), shape=(n, vocab_size))
 
 
 def _labels(spec: TaskSpec, z: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -69,33 +107,40 @@ def _labels(spec: TaskSpec, z: np.ndarray, noise: float, rng: np.random.Generato
     raise ValueError(f"synthetic_reviews makes binary, multiclass and regression tasks, not {spec.kind!r} ({spec.name!r})")
 
 
-def _per_task(value, tasks: Sequence[TaskSpec], what: str, default=None) -> dict[str, object]:
+def _per_task(value, tasks: Sequence[TaskSpec], what: str, defaults: Mapping | None = None, other=None) -> dict[str, object]:
+    """{task name: value} from one value for all tasks or a mapping; None takes ``defaults``."""
+    if value is None:
+        return {t.name: defaults.get(t.name, other) for t in tasks}
     if isinstance(value, Mapping):
-        missing = [t.name for t in tasks if t.name not in value and default is None]
+        missing = [t.name for t in tasks if t.name not in value]
         if missing:
             raise ValueError(f"{what} names no value for tasks {missing}")
-        return {t.name: value.get(t.name, default) for t in tasks}
+        return {t.name: value[t.name] for t in tasks}
     return {t.name: value for t in tasks}
 
 
 def synthetic_reviews(
     tasks: Sequence[TaskSpec] = DEFAULT_TASKS,
     *,
-    n_train: int | Mapping[str, int] = 2000,
-    n_test: int | Mapping[str, int] = 1000,
+    n_train: int | Mapping[str, int] | None = None,
+    n_test: int | Mapping[str, int] = 2000,
     vocab_size: int = 20_000,
     review_length: int = 100,
-    signal_words: int = 500,
-    signal_rate: float = 0.08,
-    label_noise: float | Mapping[str, float] = DEFAULT_LABEL_NOISE,
+    signal_words: int | None = None,
+    signal_rate: float = 0.2,
+    label_noise: float | Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> tuple[dict[str, TaskData], dict[str, TaskData]]:
     """Train and test ``TaskData`` for each task, the same for the same arguments.
 
-    Defaults follow the blog: a binary "movie" task and a 3-class "yelp" task over a 20,000-word
-    vocabulary, reviews of about 100 words.
+    Defaults follow the blog: a binary "movie" task (6,000 training reviews) and a 3-class "yelp"
+    task (1,500) over a 20,000-word vocabulary, reviews of about 100 words, 2,000 held-out reviews
+    per task. ``n_train`` and ``label_noise`` default per task (see DEFAULT_N_TRAIN and
+    DEFAULT_LABEL_NOISE); ``signal_words`` (per polarity) defaults to 20% of the vocabulary.
     """
     tasks = check_tasks(tasks)
+    if signal_words is None:
+        signal_words = max(1, int(vocab_size * SIGNAL_SHARE))
     if not 0 < 2 * signal_words <= vocab_size - vocab_size // 50:
         raise ValueError(
             f"signal_words={signal_words} must be >= 1 and leave the most frequent words of vocab_size={vocab_size} "
@@ -103,20 +148,19 @@ def synthetic_reviews(
         )
     if not 0 <= signal_rate <= 1:
         raise ValueError(f"signal_rate must lie in [0, 1], got {signal_rate}")
-    n_train = _per_task(n_train, tasks, "n_train")
+    n_train = _per_task(n_train, tasks, "n_train", DEFAULT_N_TRAIN, OTHER_N_TRAIN)
     n_test = _per_task(n_test, tasks, "n_test")
-    noise = _per_task(label_noise, tasks, "label_noise", default=0.3)
+    noise = _per_task(label_noise, tasks, "label_noise", DEFAULT_LABEL_NOISE, OTHER_LABEL_NOISE)
     root = np.random.default_rng(seed)
-    # Signal words sit in the middle of the frequency ranking: frequent enough to be learnt, rare
-    # enough that one task's data alone leaves many of them unseen.
-    middle = np.arange(vocab_size // 50, min(vocab_size, vocab_size // 50 + 20 * signal_words))
-    chosen = root.choice(middle, size=2 * signal_words, replace=False)
-    corpus = _Corpus(vocab_size, chosen.reshape(2, signal_words), review_length, signal_rate)
+    # Sentiment words are never among the most frequent words (those are "the", "and", ...).
+    chosen = root.choice(np.arange(vocab_size // 50, vocab_size), size=2 * signal_words, replace=False)
+    lexicon = chosen.reshape(2, signal_words)
     train, test = {}, {}
     for spec, task_seed in zip(tasks, root.spawn(len(tasks))):
         rng = np.random.default_rng(task_seed)
-        background = _zipf_probabilities(vocab_size, rng, shuffle_fraction=0.3)
+        background = _topic(vocab_size, rng)
         for split, sizes in ((train, n_train), (test, n_test)):
             z = rng.standard_normal(int(sizes[spec.name]))
-            split[spec.name] = TaskData(_reviews(corpus, background, z, rng), _labels(spec, z, noise[spec.name], rng), spec)
+            X = _reviews(lexicon, background, z, review_length, signal_rate, rng)
+            split[spec.name] = TaskData(X, _labels(spec, z, noise[spec.name], rng), spec)
     return train, test

@@ -1,0 +1,195 @@
+"""What differs between the backends, behind one small ``Model`` adapter per framework.
+
+The commands are written once against this interface. A model keeps its optimiser state between
+``fit`` calls until ``reset_optimizer``, and counts its epochs, so a later ``fit`` draws fresh
+batches. Each framework is imported only when its backend is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from mtl_core.checkpoint import Checkpoint
+from mtl_core.data import TaskData
+from mtl_core.fitting import EVAL_CHUNK
+from mtl_core.tasks import TaskSpec, resolve_task_id
+from mtl_cli.recipe import Recipe
+
+BACKENDS = ("torch", "jax")
+
+
+def _in_chunks(logits_of, X: sp.csr_matrix) -> np.ndarray:
+    """Logits of ``X`` (n, features) computed EVAL_CHUNK rows at a time."""
+    return np.concatenate([logits_of(X[i : i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)], axis=0)
+
+
+class TorchModel:
+    """A torch_ref network and its Adam optimiser (created by the first ``fit``)."""
+
+    backend = "torch"
+
+    def __init__(self, network, optimizer=None, epochs_done: int = 0):
+        self.network, self.optimizer, self.epochs_done = network, optimizer, epochs_done
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        return self.network.tasks
+
+    @classmethod
+    def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None) -> "TorchModel":
+        """A fresh network: PyTorch's initialisation drawn from ``recipe.seed``, or ``params`` (canonical)."""
+        import torch
+        import torch_ref
+
+        with torch.random.fork_rng():
+            torch.manual_seed(recipe.seed)
+            network = torch_ref.MultiTaskNetwork(input_dim, tasks, recipe.hidden_dims, recipe.activation)
+        if params is not None:
+            torch_ref.import_params(network, params)
+        return cls(network)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple["TorchModel", Checkpoint]:
+        import torch_ref
+
+        network, optimizer, checkpoint = torch_ref.load_checkpoint(path, with_extras=True)
+        return cls(network, optimizer), checkpoint
+
+    def fit(self, data: Mapping[str, TaskData], eval_data, recipe: Recipe, *, progress: bool) -> dict:
+        import torch_ref
+        from torch_ref.train import default_optimizer
+
+        if self.optimizer is None:
+            self.optimizer = default_optimizer(self.network, recipe.lr)
+        _, history = torch_ref.fit(
+            self.network, data, epochs=recipe.epochs, batch_size=recipe.batch_size, seed=recipe.seed,
+            curriculum=recipe.curriculum, weighting=recipe.weighting, eval_data=eval_data,
+            optimizer=self.optimizer, grad_norm_every=recipe.grad_norm_every, first_epoch=self.epochs_done, progress=progress,
+        )
+        self.epochs_done += recipe.epochs
+        return history
+
+    def reset_optimizer(self) -> None:
+        """Start the next ``fit`` with a fresh Adam, as a new training run would."""
+        self.optimizer = None
+
+    def params(self) -> dict[str, np.ndarray]:
+        import torch_ref
+
+        return torch_ref.export_params(self.network)
+
+    def logits(self, task: str, X: sp.csr_matrix) -> np.ndarray:
+        import torch
+
+        index = resolve_task_id(self.tasks, task)
+        with torch.no_grad():
+            return _in_chunks(lambda rows: self.network(rows, index).double().numpy(), X)
+
+    def save(self, path: Path, *, weighting, vocabulary, label_names) -> None:
+        import torch_ref
+
+        torch_ref.save_checkpoint(
+            path, self.network, self.optimizer, weighting=weighting, vocabulary=vocabulary, label_names=label_names
+        )
+
+
+class JaxModel:
+    """A jax_impl module, its params and its optax state (created by the first ``fit``)."""
+
+    backend = "jax"
+
+    def __init__(self, module, variables, opt_state=None, epochs_done: int = 0):
+        self.module, self.variables, self.opt_state, self.epochs_done = module, variables, opt_state, epochs_done
+        self._apply = None
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]:
+        return self.module.tasks
+
+    @classmethod
+    def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None) -> "JaxModel":
+        """A fresh network: Flax initialisation from ``jax.random.key(recipe.seed)``, or ``params`` (canonical)."""
+        import jax
+        import jax_impl
+
+        module = jax_impl.MultiTaskNetwork(tuple(tasks), recipe.hidden_dims, recipe.activation)
+        if params is None:
+            return cls(module, jax_impl.init_params(module, jax.random.key(recipe.seed), input_dim))
+        return cls(module, jax_impl.import_params(params, module))
+
+    @classmethod
+    def load(cls, path: Path) -> tuple["JaxModel", Checkpoint]:
+        import jax_impl
+
+        module, variables, opt_state, checkpoint = jax_impl.load_checkpoint(path, with_extras=True)
+        return cls(module, variables, opt_state), checkpoint
+
+    def fit(self, data: Mapping[str, TaskData], eval_data, recipe: Recipe, *, progress: bool) -> dict:
+        import jax_impl
+
+        self.variables, history, self.opt_state = jax_impl.fit(
+            self.module, data, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed,
+            curriculum=recipe.curriculum, weighting=recipe.weighting, eval_data=eval_data, params=self.variables,
+            opt_state=self.opt_state, grad_norm_every=recipe.grad_norm_every, first_epoch=self.epochs_done,
+            progress=progress, return_opt_state=True,
+        )
+        self.epochs_done += recipe.epochs
+        return history
+
+    def reset_optimizer(self) -> None:
+        """Start the next ``fit`` with a fresh Adam, as a new training run would."""
+        self.opt_state = None
+
+    def params(self) -> dict[str, np.ndarray]:
+        import jax_impl
+
+        return jax_impl.export_params(self.variables)
+
+    def logits(self, task: str, X: sp.csr_matrix) -> np.ndarray:
+        import jax
+        from jax_impl.inputs import as_network_input
+
+        index = resolve_task_id(self.tasks, task)
+        if self._apply is None:
+            module = self.module
+            self._apply = jax.jit(lambda params, x, i: module.apply({"params": params}, x, task_id=i), static_argnums=2)
+        params = self.variables["params"]
+        return _in_chunks(lambda rows: np.asarray(self._apply(params, as_network_input(rows), index), np.float64), X)
+
+    def save(self, path: Path, *, weighting, vocabulary, label_names) -> None:
+        import jax_impl
+
+        jax_impl.save_checkpoint(
+            path, self.module, self.variables, self.opt_state,
+            weighting=weighting, vocabulary=vocabulary, label_names=label_names,
+        )
+
+
+MODELS = {"torch": TorchModel, "jax": JaxModel}
+
+
+def model_class(backend: str):
+    """The adapter class of ``backend`` ("torch" or "jax")."""
+    if backend not in MODELS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return MODELS[backend]
+
+
+def framework_versions(backends: Sequence[str]) -> dict[str, str]:
+    """The versions of the frameworks the run used, for reports."""
+    versions = {}
+    if "torch" in backends:
+        import torch
+
+        versions["torch"] = torch.__version__
+    if "jax" in backends:
+        import flax
+        import jax
+        import optax
+
+        versions.update(jax=jax.__version__, flax=flax.__version__, optax=optax.__version__)
+    return versions

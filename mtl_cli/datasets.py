@@ -1,0 +1,61 @@
+"""Where a command's tasks come from: the user's CSV/TSV files, or the embedded synthetic reviews."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from mtl_core.data import DEFAULT_TASKS, TaskData, load_text_tasks, synthetic_reviews
+from mtl_core.tasks import TaskSpec
+from mtl_cli.specs import parse_task
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """Train and held-out data per task, with what a report or checkpoint needs to describe them."""
+
+    train: dict[str, TaskData]
+    test: dict[str, TaskData]
+    source: dict  # how the data was made, for report.json's config
+    vocabulary: tuple[str, ...] | None = None
+    label_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def specs(self) -> tuple[TaskSpec, ...]:
+        return tuple(data.spec for data in self.train.values())
+
+    @property
+    def input_dim(self) -> int:
+        return next(iter(self.train.values())).input_dim
+
+    def sizes(self) -> list[dict]:
+        """Each task's spec and row counts (n_test 0 when it has no held-out rows)."""
+        return [
+            {"name": t.name, "kind": t.kind, "num_outputs": t.num_outputs,
+             "n_train": len(self.train[t.name]), "n_test": len(self.test[t.name]) if t.name in self.test else 0}
+            for t in self.specs
+        ]
+
+
+def from_files(specs: Sequence[str], *, test_fraction: float, seed: int) -> Tasks:
+    """Tasks read from ``NAME=PATH:TEXT_COL:LABEL_COL[:KIND]`` specs, one shared vocabulary."""
+    sources = [parse_task(spec) for spec in specs]
+    loaded = load_text_tasks(sources, test_fraction=test_fraction, seed=seed)
+    source = {
+        "kind": "files",
+        "test_fraction": test_fraction,
+        "vocabulary_size": len(loaded.vocabulary),
+        "tasks": [
+            {"name": s.name, "path": str(s.path), "text_column": s.text_column, "label_column": s.label_column, "kind": s.kind}
+            for s in sources
+        ],
+    }
+    return Tasks(loaded.train, loaded.test, source, loaded.vocabulary, loaded.label_names)
+
+
+def synthetic(*, seed: int, n_train: int | None = None, n_test: int | None = None, vocab_size: int | None = None) -> Tasks:
+    """The embedded synthetic reviews (mtl_core.data.synthetic), the generator's defaults unless overridden."""
+    overrides = {k: v for k, v in (("n_train", n_train), ("n_test", n_test), ("vocab_size", vocab_size)) if v is not None}
+    train, test = synthetic_reviews(DEFAULT_TASKS, seed=seed, **overrides)
+    source = {"kind": "synthetic", "generator": "mtl_core.data.synthetic_reviews", "seed": seed, **overrides}
+    return Tasks(train, test, source)

@@ -1,0 +1,139 @@
+"""Compare single-task models with the multi-task model, trained alike; write a report and plots.
+
+Within a backend every model starts from one draw of weights (each single-task model takes the
+multi-task model's trunk and its own head), sees the same data and follows the same recipe, so
+the multi-task model's lift is the only difference. Writes report.json (the configuration and
+every per-epoch number), report.md (the final table and the verdict on the blog's claims) and PNG
+plots. With --curriculum sequential it also trains the tasks one after another on one model and
+reports how much the first task is forgotten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mtl_core.weighting import resolve_weighting
+from mtl_cli import plots, report
+from mtl_cli.backends import BACKENDS, framework_versions, model_class
+from mtl_cli.console import note
+from mtl_cli.datasets import Tasks, from_files, synthetic
+from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from
+from mtl_cli.specs import TASK_SPEC
+
+SINGLE_TASK_WEIGHTING = "sum"  # one loss: there is nothing to weigh
+GRAD_NORM_EVERY = 1  # every step: with one task per step (sequential), sampling could miss a head
+
+
+@dataclass
+class BackendRun:
+    """The fit histories of one backend: the multi-task model, each single-task model, the forgetting phases."""
+
+    multi: dict
+    single: dict[str, dict]
+    forgetting: list[dict] | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS + ("both",), default="torch", help="framework(s) to train with (default torch)")
+    add_recipe_arguments(parser)
+    parser.add_argument("--task", action="append", metavar="SPEC",
+                        help=f"a task from a CSV/TSV file, {TASK_SPEC} (repeat for each task); "
+                        "without --task: the embedded synthetic movie/yelp reviews")
+    parser.add_argument("--test-fraction", type=float, metavar="F", default=0.2,
+                        help="held-out share of each --task file (default 0.2)")
+    parser.add_argument("--out", type=Path, metavar="DIR", default=Path("mtl-runs/experiment"),
+                        help="folder for report.json, report.md and plots")
+    synthetic_options = parser.add_argument_group("synthetic default (to shrink it, e.g. for tests)")
+    synthetic_options.add_argument("--n-train", type=int, metavar="N", help="training rows per task")
+    synthetic_options.add_argument("--n-test", type=int, metavar="N", help="held-out rows per task")
+    synthetic_options.add_argument("--vocab-size", type=int, metavar="V", help="vocabulary size")
+
+
+def load_tasks(args: argparse.Namespace) -> Tasks:
+    if args.task:
+        sizes = (("--n-train", args.n_train), ("--n-test", args.n_test), ("--vocab-size", args.vocab_size))
+        shrunk = [flag for flag, value in sizes if value is not None]
+        if shrunk:
+            raise ValueError(f"{', '.join(shrunk)} size the synthetic default; with --task the files decide")
+        return from_files(args.task, test_fraction=args.test_fraction, seed=args.seed)
+    return synthetic(seed=args.seed, n_train=args.n_train, n_test=args.n_test, vocab_size=args.vocab_size)
+
+
+def check_experiment(tasks: Tasks, recipe: Recipe) -> None:
+    """Refuse, before any training, what would make the comparison meaningless or fail midway."""
+    if len(tasks.specs) < 2:
+        raise ValueError(
+            f"an experiment compares single-task and multi-task models: it needs at least two tasks, got {len(tasks.specs)}"
+        )
+    untested = [t.name for t in tasks.specs if t.name not in tasks.test]
+    if untested:
+        raise ValueError(f"tasks {untested} have no held-out rows to evaluate on: raise --test-fraction or add rows")
+    resolve_weighting(recipe.weighting, tasks.specs)
+
+
+def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) -> BackendRun:
+    """Train the multi-task model, one single-task model per task and, for ``sequential``, the forgetting run."""
+    cls = model_class(backend)
+    multi = cls.build(tasks.input_dim, tasks.specs, recipe)
+    start = multi.params()
+    note(f"[{backend}] multi-task model: {', '.join(t.name for t in tasks.specs)}", quiet)
+    multi_history = multi.fit(tasks.train, tasks.test, recipe, progress=not quiet)
+    single_recipe = replace(recipe, weighting=SINGLE_TASK_WEIGHTING)
+    singles = {}
+    for spec in tasks.specs:
+        own = {k: v for k, v in start.items() if k.startswith("trunk.") or k.startswith(f"heads.{spec.name}.")}
+        model = cls.build(tasks.input_dim, (spec,), single_recipe, params=own)
+        note(f"[{backend}] single-task model: {spec.name}", quiet)
+        own_train, own_test = {spec.name: tasks.train[spec.name]}, {spec.name: tasks.test[spec.name]}
+        singles[spec.name] = model.fit(own_train, own_test, single_recipe, progress=not quiet)
+    forgetting = None
+    if recipe.curriculum == "sequential":
+        fresh = cls.build(tasks.input_dim, tasks.specs, recipe, params=start)
+        forgetting = train_one_task_after_another(fresh, tasks, recipe, backend, quiet)
+    return BackendRun(multi_history, singles, forgetting)
+
+
+def train_one_task_after_another(model, tasks: Tasks, recipe: Recipe, backend: str, quiet: bool) -> list[dict]:
+    """Train each task alone for ``recipe.epochs`` epochs, in order, on one model.
+
+    Each phase is a new training run of the library's ``fit`` (a fresh Adam), as when a trained
+    model is fine-tuned on a new task. Every phase evaluates every task, so the first task's score
+    after its own phase and after the later ones measures how much the model forgot it.
+    """
+    phases = []
+    for spec in tasks.specs:
+        note(f"[{backend}] forgetting run, phase {len(phases) + 1}: {spec.name} only", quiet)
+        model.reset_optimizer()
+        history = model.fit({spec.name: tasks.train[spec.name]}, tasks.test, recipe, progress=not quiet)
+        phases.append({"trained": spec.name, "loss": history["loss"][spec.name], "f1": history["f1"]})
+    return phases
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = replace(recipe_from(args), grad_norm_every=GRAD_NORM_EVERY)
+    tasks = load_tasks(args)
+    check_experiment(tasks, recipe)
+    backends = BACKENDS if args.backend == "both" else (args.backend,)
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "command": "mtl " + " ".join(args.argv),
+        "backends": list(backends),
+        **recipe.as_config(),
+        "single_task_weighting": SINGLE_TASK_WEIGHTING,
+        "initialisation": "per backend from the seed; each single-task model takes the multi-task model's trunk and its own head",
+        "data": tasks.source,
+        "tasks": report.task_rows(tasks),
+        "versions": framework_versions(backends),
+    }
+    runs = {backend: train_backend(backend, tasks, recipe, quiet=args.quiet) for backend in backends}
+    document = report.build(config, runs)
+    (args.out / "report.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    figures = plots.write_all(document, args.out)
+    (args.out / "report.md").write_text(report.markdown(document, figures))
+    sys.stdout.write(report.final_table(document) + "\n")
+    note(f"wrote {args.out / 'report.json'}, {args.out / 'report.md'} and {len(figures)} plots", args.quiet)
+    return 0

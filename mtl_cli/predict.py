@@ -1,0 +1,94 @@
+"""Predict one task's labels for new texts, with probabilities, from a checkpoint of ``mtl train``.
+
+Binary and multilabel heads give sigmoid probabilities, multiclass heads softmax ones, regression
+heads their raw value. Either backend reads a checkpoint written by either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit, softmax
+
+from mtl_core.checkpoint import Checkpoint
+from mtl_core.data import vectorize_texts
+from mtl_core.data.text import MULTILABEL_SEPARATOR, read_columns
+from mtl_core.metrics import predict_labels
+from mtl_core.tasks import TaskSpec
+from mtl_cli.backends import BACKENDS, model_class
+from mtl_cli.specs import INPUT_SPEC, parse_input
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, metavar="FILE", help="model.safetensors written by mtl train")
+    parser.add_argument("--task", required=True, metavar="NAME", help="the task (head) to predict")
+    parser.add_argument("input", metavar="INPUT", help=f"{INPUT_SPEC}: a CSV (or .tsv) file and the column holding the texts")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="framework to run the model in (default torch)")
+    parser.add_argument("--out", type=Path, metavar="OUT.csv", help="where to write the predictions (default: stdout)")
+
+
+def label_names(checkpoint: Checkpoint, spec: TaskSpec, path: Path) -> tuple[str, ...]:
+    """The names of the head's labels (binary: negative then positive), numbered when the checkpoint has none."""
+    wanted = 2 if spec.kind == "binary" else spec.num_outputs
+    names = checkpoint.label_names.get(spec.name)
+    if names is None:
+        return tuple(str(i) for i in range(wanted)) if spec.kind != "regression" else tuple(f"value_{i}" for i in range(wanted))
+    if len(names) != wanted:
+        raise ValueError(f"{path}: task {spec.name!r} has {len(names)} label names for a {spec.kind} head that needs {wanted}")
+    return tuple(names)
+
+
+def prediction_table(spec: TaskSpec, names: tuple[str, ...], logits: np.ndarray) -> tuple[list[str], list[list]]:
+    """CSV header and rows: row number, predicted label(s), then a probability (or value) per label."""
+    predicted = predict_labels(spec, logits)
+    if spec.kind == "regression":
+        return ["row", *names], [[i, *(f"{v:.6g}" for v in values)] for i, values in enumerate(logits)]
+    if spec.kind == "binary":
+        positive = expit(logits[:, 0])
+        probabilities = np.stack([1.0 - positive, positive], axis=1)
+        labels = [names[int(p)] for p in predicted[:, 0]]
+    elif spec.kind == "multiclass":
+        probabilities = softmax(logits, axis=1)
+        labels = [names[int(p)] for p in predicted]
+    else:
+        probabilities = expit(logits)
+        labels = [MULTILABEL_SEPARATOR.join(n for n, on in zip(names, row) if on) for row in predicted]
+    header = ["row", "labels" if spec.kind == "multilabel" else "label", *(f"prob_{name}" for name in names)]
+    return header, [[i, label, *(f"{p:.6f}" for p in row)] for i, (label, row) in enumerate(zip(labels, probabilities))]
+
+
+def run(args: argparse.Namespace) -> int:
+    path, column = parse_input(args.input)
+    model, checkpoint = model_class(args.backend).load(args.checkpoint)
+    spec = next((t for t in model.tasks if t.name == args.task), None)
+    if spec is None:
+        names = [t.name for t in model.tasks]
+        raise ValueError(f"{args.checkpoint}: no task named {args.task!r}; the checkpoint's tasks are {names}")
+    if checkpoint.vocabulary is None:
+        raise ValueError(
+            f"{args.checkpoint}: the checkpoint holds no vocabulary (write it with mtl train), so texts cannot be turned into inputs"
+        )
+    if len(checkpoint.vocabulary) != checkpoint.arch.input_dim:
+        raise ValueError(
+            f"{args.checkpoint}: the vocabulary has {len(checkpoint.vocabulary)} words, the network reads {checkpoint.arch.input_dim}"
+        )
+    names = label_names(checkpoint, spec, args.checkpoint)
+    texts = read_columns(path, [column])[column]
+    logits = model.logits(spec.name, vectorize_texts(texts, checkpoint.vocabulary))
+    header, rows = prediction_table(spec, names, logits)
+    if args.out is None:
+        _write_csv(sys.stdout, header, rows)
+    else:
+        with args.out.open("w", newline="", encoding="utf-8") as handle:
+            _write_csv(handle, header, rows)
+    return 0
+
+
+def _write_csv(handle, header: list[str], rows: list[list]) -> None:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
