@@ -61,10 +61,9 @@ class TorchModel:
 
     def fit(self, data: Mapping[str, TaskData], eval_data, recipe: Recipe, *, progress: bool) -> dict:
         import torch_ref
-        from torch_ref.train import default_optimizer
 
         if self.optimizer is None:
-            self.optimizer = default_optimizer(self.network, recipe.lr)
+            self.optimizer = torch_ref.adam(self.network, recipe.lr)
         _, history = torch_ref.fit(
             self.network, data, epochs=recipe.epochs, batch_size=recipe.batch_size, seed=recipe.seed,
             curriculum=recipe.curriculum, weighting=recipe.weighting, eval_data=eval_data,

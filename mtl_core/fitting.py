@@ -108,30 +108,42 @@ class _EpochLog:
         loss_sum: dict[str, float] = {}
         rows: dict[str, int] = {}
         totals: list[np.ndarray] = []
-        norms: list[np.ndarray] = []
         layer_index = {name: i for i, name in enumerate(self.arch.layer_names)}
+        norm_sum, norm_count = np.zeros(len(layer_index)), np.zeros(len(layer_index))
         for steps, record, result in self.runs:
             for name, values in result.losses.items():
                 counts = np.array([step[name][1].shape[0] for step in steps], dtype=np.float64)
                 loss_sum[name] = loss_sum.get(name, 0.0) + float(np.dot(np.asarray(values, np.float64), counts))
                 rows[name] = rows.get(name, 0) + int(counts.sum())
             totals.append(np.asarray(result.total, np.float64))
-            if not record.any():
-                continue
-            step_norms = np.asarray(result.grad_norms, np.float64)[record]
-            full = np.zeros((len(step_norms), len(layer_index)))  # absent heads: no gradient, norm 0
-            full[:, [layer_index[layer] for layer in self._run_layers(steps[0])]] = step_norms
-            norms.append(full)
+            if record.any():
+                columns = [layer_index[layer] for layer in self._run_layers(steps[0])]
+                norm_sum[columns] += np.asarray(result.grad_norms, np.float64)[record].sum(axis=0)
+                norm_count[columns] += record.sum()
         means = {name: loss_sum[name] / rows[name] for name in loss_sum}
-        all_norms = np.concatenate(norms) if norms else np.zeros((0, len(layer_index)))
         n_steps = sum(len(t) for t in totals)
         total = float(np.concatenate(totals).mean()) if n_steps else math.nan
-        return means, total, all_norms.mean(axis=0) if len(all_norms) else np.full(len(layer_index), math.nan), n_steps
+        # A layer's norm: its mean over the recorded steps that trained it (0 if none did: no gradient).
+        norms = np.divide(norm_sum, norm_count, out=np.zeros_like(norm_sum), where=norm_count > 0)
+        return means, total, norms, n_steps
 
     def _run_layers(self, step: StepBatches) -> list[str]:
         """Layers whose norms a run reports: the trunk, then the heads of its tasks in model order."""
         trunk = [f"trunk.{i}" for i in range(len(self.arch.hidden_dims))]
         return trunk + [f"heads.{t.name}" for t in self.arch.tasks if t.name in step]
+
+
+def norm_steps(schedule: list[dict], every: int) -> np.ndarray:
+    """Which steps of an epoch record gradient norms: every ``every``-th step from the first, and
+    the first step of each task not yet recorded in the epoch, so that every head trained in an
+    epoch has a norm (one task per step, as in ``sequential``, could otherwise miss a head)."""
+    record = np.zeros(len(schedule), dtype=bool)
+    seen: set[str] = set()
+    for i, step in enumerate(schedule):
+        if i % every == 0 or not step.keys() <= seen:
+            record[i] = True
+            seen |= step.keys()
+    return record
 
 
 def new_history(arch: Architecture, with_eval: bool) -> dict:
@@ -197,8 +209,10 @@ def fit_loop(
             task_weights = dwa_coefficients(epoch_losses, names, weighting.temperature)
         log = _EpochLog(arch)
         step_index = 0
-        for run in same_task_runs(epoch_schedule(curriculum, sizes, batch_size, seed, epoch), run_length):
-            record = (np.arange(step_index, step_index + len(run)) % grad_norm_every) == 0
+        schedule = epoch_schedule(curriculum, sizes, batch_size, seed, epoch)
+        record_all = norm_steps(schedule, grad_norm_every)
+        for run in same_task_runs(schedule, run_length):
+            record = record_all[step_index : step_index + len(run)]
             steps = [_step_batches(step, data) for step in run]
             log.add(steps, record, trainer.train_run(steps, task_weights, record))
             step_index += len(run)

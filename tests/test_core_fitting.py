@@ -234,3 +234,16 @@ def test_fit_loop_rejects_bad_settings(kwargs, error, pattern):
     arguments.update(kwargs)
     with pytest.raises(error, match=pattern):
         fit_loop(ScriptedTrainer(), **arguments)
+
+
+def test_every_head_trained_in_an_epoch_gets_a_gradient_norm_even_when_sampling_is_sparse():
+    # sequential: r1's 3 steps, then r2's 4; sampling every 100th step alone would miss r2's head
+    trainer, history = run(curriculum="sequential", epochs=2, grad_norm_every=100)
+    recorded = np.concatenate([record for _, _, record in trainer.calls]).astype(int).tolist()
+    assert recorded == [1, 0, 0, 1, 0, 0, 0] * 2  # the first step of each task, each epoch
+    assert history["grad_norm"] == {"trunk.0": [1.0, 1.0], "heads.r1": [2.0, 2.0], "heads.r2": [2.0, 2.0]}
+
+
+def test_a_head_with_no_step_in_an_epoch_has_gradient_norm_zero():
+    _, history = run(data=make_data({"r1": 12}), curriculum="sequential", epochs=1, grad_norm_every=1)
+    assert history["grad_norm"]["heads.r2"] == [0.0] and history["grad_norm"]["heads.r1"] == [2.0]

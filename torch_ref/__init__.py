@@ -3,6 +3,7 @@
 from torch_ref.checkpoint import load_checkpoint, save_checkpoint
 from torch_ref.inputs import SparseRows, sparse_rows
 from torch_ref.model import MultiTaskNetwork
+from torch_ref.optimizer import adam
 from torch_ref.params import export_params, import_params
 from torch_ref.step import TrainStep, make_train_step
 from torch_ref.train import fit
@@ -11,6 +12,7 @@ __all__ = [
     "MultiTaskNetwork",
     "SparseRows",
     "TrainStep",
+    "adam",
     "export_params",
     "fit",
     "import_params",

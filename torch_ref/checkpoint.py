@@ -10,6 +10,7 @@ import torch
 from mtl_core.checkpoint import LOG_VARIANCE, AdamHyper, AdamState, Checkpoint, read_checkpoint, write_checkpoint
 from mtl_core.weighting import resolve_weighting
 from torch_ref.model import MultiTaskNetwork
+from torch_ref.optimizer import adam
 from torch_ref.params import _check_model, canonical_parameters, export_params, from_canonical, import_params, to_canonical
 from torch_ref.step import LOG_VARIANCE_GROUP
 
@@ -102,7 +103,7 @@ def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
 
 def _restore_adam(model: MultiTaskNetwork, checkpoint: Checkpoint) -> torch.optim.Adam:
     hyper = checkpoint.adam.hyper
-    optimizer = torch.optim.Adam(model.parameters(), lr=hyper.lr, betas=(hyper.b1, hyper.b2), eps=hyper.eps, fused=True)
+    optimizer = adam(model, hyper.lr, hyper.b1, hyper.b2, hyper.eps)
     named = canonical_parameters(model)
     if checkpoint.weighting.learnable:
         reference = model.trunk[0].weight

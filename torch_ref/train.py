@@ -13,15 +13,11 @@ from mtl_core.fitting import RunResult, check_positive, fit_loop
 from torch_ref.inputs import as_labels, as_network_input
 from torch_ref.distributed import DistributedTrainStep, data_parallel_world, shard, stop_all_ranks_on_error
 from torch_ref.model import MultiTaskNetwork
+from torch_ref.optimizer import adam as default_optimizer
 from torch_ref.step import TaskBatch, TrainStep
 
 
 RUN_LENGTH = 16  # steps handed over per call of the loop: their results are stacked once
-
-
-def default_optimizer(model: MultiTaskNetwork, lr: float) -> torch.optim.Adam:
-    """The recipe's Adam; fused (one kernel for all parameters) where the device supports it."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
 
 
 class TorchTrainer:
