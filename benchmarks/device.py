@@ -37,7 +37,10 @@ def pin_platform(kind: str) -> None:
 
 @dataclass(frozen=True)
 class Device:
-    """Where both backends run: ``torch`` is a torch.device, ``jax`` a jax Device."""
+    """Where both backends run: ``torch`` is a torch.device, ``jax`` a jax Device.
+
+    A process that runs one backend only (a worker of the scaling study) leaves the other None.
+    """
 
     kind: str
     torch: Any
@@ -50,13 +53,13 @@ class Device:
 
     def torch_sync(self) -> None:
         """Wait for queued torch work (a no-op on the CPU, where torch runs synchronously)."""
-        if self.is_gpu:
+        if self.is_gpu and self.torch is not None:
             import torch
 
             torch.cuda.synchronize(self.torch)
 
     def reset_peak_memory(self) -> None:
-        if self.is_gpu:
+        if self.is_gpu and self.torch is not None:
             import torch
 
             torch.cuda.reset_peak_memory_stats(self.torch)
@@ -66,17 +69,18 @@ class Device:
 
         jax cannot reset its peak, so its figure is the largest of all variants run so far.
         """
+        found = {"torch_peak_mib": None, "jax_peak_mib": None, "jax_in_use_mib": None}
         if not self.is_gpu:
-            return {"torch_peak_mib": None, "jax_peak_mib": None, "jax_in_use_mib": None}
-        import torch
-
-        stats = self.jax.memory_stats() or {}
+            return found
         mib = lambda n: None if n is None else n / 2**20  # noqa: E731 - a unit conversion
-        return {
-            "torch_peak_mib": mib(torch.cuda.max_memory_allocated(self.torch)),
-            "jax_peak_mib": mib(stats.get("peak_bytes_in_use")),
-            "jax_in_use_mib": mib(stats.get("bytes_in_use")),
-        }
+        if self.torch is not None:
+            import torch
+
+            found["torch_peak_mib"] = mib(torch.cuda.max_memory_allocated(self.torch))
+        if self.jax is not None:
+            stats = self.jax.memory_stats() or {}
+            found.update(jax_peak_mib=mib(stats.get("peak_bytes_in_use")), jax_in_use_mib=mib(stats.get("bytes_in_use")))
+        return found
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -89,7 +93,8 @@ class Device:
         return info
 
 
-def _torch_device(kind: str):
+def torch_device(kind: str):
+    """The torch device of ``kind`` (the first visible GPU for "gpu"), or DeviceUnavailable."""
     import torch
 
     if kind == "cpu":
@@ -101,7 +106,8 @@ def _torch_device(kind: str):
     return torch.device("cuda", 0)
 
 
-def _jax_device(kind: str):
+def jax_devices(kind: str) -> list:
+    """jax's devices of ``kind`` (all of them, in jax's order), or DeviceUnavailable."""
     import jax
 
     platform = "cpu" if kind == "cpu" else "gpu"
@@ -110,13 +116,38 @@ def _jax_device(kind: str):
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        return jax.devices(platform)[0]
+        return jax.devices(platform)
     except RuntimeError:
         pinned = os.environ.get("JAX_PLATFORMS")
         hint = f" (JAX_PLATFORMS={pinned})" if pinned else ""
         raise DeviceUnavailable(f"jax has no GPU backend{hint}; its platforms: {sorted({d.platform for d in jax.devices()})}") from None
     finally:
         logger.setLevel(level)
+
+
+def _jax_device(kind: str):
+    return jax_devices(kind)[0]
+
+
+def gpu_count() -> int:
+    """GPUs that both backends see (call after open_device("gpu") succeeded)."""
+    import torch
+
+    return min(torch.cuda.device_count(), len(jax_devices("gpu")))
+
+
+def set_precision(precision: str, backends: tuple[str, ...] = ("torch", "jax")) -> None:
+    """float32 matmul precision of the named backends (see open_device)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if "jax" in backends:
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest" if precision == "highest" else "tensorfloat32")
+    if "torch" in backends:
+        import torch
+
+        torch.set_float32_matmul_precision("highest" if precision == "highest" else "high")
 
 
 def open_device(kind: str, precision: str = "highest") -> Device:
@@ -128,16 +159,12 @@ def open_device(kind: str, precision: str = "highest") -> Device:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     missing, devices = [], {}
-    for name, find in (("torch", _torch_device), ("jax", _jax_device)):
+    for name, find in (("torch", torch_device), ("jax", _jax_device)):
         try:
             devices[name] = find(kind)
         except DeviceUnavailable as error:
             missing.append(str(error))
     if missing:
         raise DeviceUnavailable(f"--device {kind} is unusable: " + "; ".join(missing))
-    import jax
-    import torch
-
-    jax.config.update("jax_default_matmul_precision", "highest" if precision == "highest" else "tensorfloat32")
-    torch.set_float32_matmul_precision("highest" if precision == "highest" else "high")
+    set_precision(precision)
     return Device(kind=kind, torch=devices["torch"], jax=devices["jax"], precision=precision)

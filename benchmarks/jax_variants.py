@@ -24,8 +24,11 @@ def new_params(ctx: Context, module: jax_impl.MultiTaskNetwork) -> dict:
     return jax_impl.init_params(module, jax.random.key(ctx.seed), ctx.workload.vocab_size)
 
 
-def fit(ctx: Context) -> MakeRunner:
-    """jax_impl.fit for one epoch of ``steps`` steps: padding, stacking and transfers in the timed loop."""
+def fit(ctx: Context, mesh=None) -> MakeRunner:
+    """jax_impl.fit for one epoch of ``steps`` steps: padding, stacking and transfers in the timed loop.
+
+    ``mesh``: a mesh with a "data" axis, to train data-parallel (the scaling study).
+    """
     module = new_module(ctx)
     params = new_params(ctx, module)
 
@@ -34,7 +37,8 @@ def fit(ctx: Context) -> MakeRunner:
 
         def run():
             trained, history = jax_impl.fit(
-                module, data, epochs=1, batch_size=ctx.workload.batch_size, lr=LEARNING_RATE, seed=ctx.seed, params=params
+                module, data, epochs=1, batch_size=ctx.workload.batch_size, lr=LEARNING_RATE, seed=ctx.seed, params=params,
+                mesh=mesh,
             )
             jax.block_until_ready(trained)
             check_steps("jax_impl.fit", history["steps"][0], steps)

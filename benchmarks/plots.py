@@ -19,37 +19,101 @@ def batch_sweep(records: list[dict], workloads: list[dict]) -> dict[str, list[tu
     return {name: sorted(points, key=lambda p: p[0]) for name, points in lines.items()}
 
 
-def samples_vs_batch(results: dict, out: Path) -> tuple[Path | None, str]:
-    """Draw the plot into ``out``; return its path (or None) and a note for the report."""
+NO_MATPLOTLIB = "matplotlib is not installed here: no plot was drawn (results.json holds the figures)."
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None where matplotlib is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib import ticker
     except ImportError:
-        return None, "matplotlib is not installed here: no plot was drawn (results.json holds the figures)."
+        return None
+    return plt
+
+
+def _errorbars(axes, x: list, records: list[dict], **style):
+    """Median samples/s at ``x`` with min-max bars; returns the line drawn."""
+    spreads = [r["samples_per_s"] for r in records]
+    middle = [f["median"] for f in spreads]
+    errors = [[m - f["min"] for m, f in zip(middle, spreads)], [f["max"] - m for m, f in zip(middle, spreads)]]
+    return axes.errorbar(x, middle, yerr=errors, marker="o", capsize=3, **style)
+
+
+def _log_axis_ticks(axes, ticks) -> None:
+    """Plain numbers at ``ticks`` on a logarithmic x axis, and a light grid."""
+    from matplotlib import ticker
+
+    axes.set_xticks(sorted(ticks))
+    axes.get_xaxis().set_major_formatter(ticker.ScalarFormatter())
+    axes.get_xaxis().set_minor_formatter(ticker.NullFormatter())
+    axes.grid(True, which="both", alpha=0.3)
+
+
+def _where(results: dict) -> str:
+    return f"{results['device']['kind']} ({results['device'].get('name', results['environment']['machine']['cpu_model'])})"
+
+
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def samples_vs_batch(results: dict, out: Path) -> tuple[Path | None, str]:
+    """Draw the plot into ``out``; return its path (or None) and a note for the report."""
+    plt = _pyplot()
+    if plt is None:
+        return None, NO_MATPLOTLIB
     lines = batch_sweep(results["results"], results["workloads"])
     if not lines:
         return None, "no batch-size sweep was measured: no plot was drawn."
     figure, axes = plt.subplots(figsize=(10, 5.5))
     for name, points in lines.items():
-        batch = [b for b, _ in points]
         is_floor = points[0][1]["kind"] == "floor"
-        spreads = [r["samples_per_s"] for _, r in points]
-        middle = [f["median"] for f in spreads]
-        errors = [[m - f["min"] for m, f in zip(middle, spreads)], [f["max"] - m for m, f in zip(middle, spreads)]]
-        axes.errorbar(batch, middle, yerr=errors, marker="o", capsize=3, label=name, linestyle="--" if is_floor else "-")
-    device = results["device"]["kind"]
+        _errorbars(axes, [b for b, _ in points], [r for _, r in points], label=name, linestyle="--" if is_floor else "-")
     axes.set(xscale="log", yscale="log", xlabel="batch size per task", ylabel="samples/s (rows of all tasks)",
-             title=f"samples/s vs batch size on {device} ({results['device'].get('name', results['environment']['machine']['cpu_model'])})")
-    axes.set_xticks(sorted({b for points in lines.values() for b, _ in points}))
-    axes.get_xaxis().set_major_formatter(ticker.ScalarFormatter())
-    axes.get_xaxis().set_minor_formatter(ticker.NullFormatter())
-    axes.grid(True, which="both", alpha=0.3)
+             title=f"samples/s vs batch size on {_where(results)}")
+    _log_axis_ticks(axes, {b for points in lines.values() for b, _ in points})
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.tight_layout()
-    path = out / f"samples_vs_batch_{device}.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    path = _save(plt, figure, out / f"samples_vs_batch_{results['device']['kind']}.png")
     return path, f"![samples/s vs batch size]({path.name}) (floors dashed: an exact Adam step's ceiling; bars span min-max)."
+
+
+def samples_vs_devices(results: dict, out: Path) -> tuple[Path | None, str]:
+    """The scaling study: samples/s against devices per fit (dotted: linear scaling from one device),
+    and the efficiency beside it."""
+    plt = _pyplot()
+    if plt is None:
+        return None, NO_MATPLOTLIB
+    lines: dict[str, list[dict]] = {}
+    for record in results["results"]:
+        if record.get("error") is None:
+            lines.setdefault(record["variant"], []).append(record)
+    if not lines:
+        return None, "every scaling measurement failed: no plot was drawn."
+    figure, (rate, efficiency) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, records in lines.items():
+        records.sort(key=lambda r: r["devices"])
+        devices = [r["devices"] for r in records]
+        drawn = _errorbars(rate, devices, records, label=name)
+        single = next((r for r in records if r["devices"] == 1), None)
+        if single is not None:
+            color = drawn.lines[0].get_color()
+            rate.plot(devices, [d * single["samples_per_s"]["median"] for d in devices], ":", color=color, label=f"{name}, linear")
+            efficiency.plot(devices, [100 * r["efficiency"] for r in records], marker="o", color=color, label=name)
+    counts = results["scaling"]["device_counts"]
+    rate.set(xscale="log", yscale="log", xlabel="devices", ylabel="samples/s (rows of all tasks)",
+             title=f"strong scaling, global batch {results['scaling']['global_batch_size']} per task")
+    efficiency.set(xscale="log", xlabel="devices", ylabel="efficiency, % (speed-up / devices)", title=_where(results))
+    efficiency.axhline(100, linestyle=":", color="grey")
+    efficiency.set_ylim(bottom=0)
+    for axes in (rate, efficiency):
+        _log_axis_ticks(axes, counts)
+        axes.legend(fontsize=8)
+    path = _save(plt, figure, out / f"scaling_{results['device']['kind']}.png")
+    return path, (f"![samples/s vs devices]({path.name}) (left: median samples/s, bars span min-max, dotted: linear "
+                  "scaling from one device; right: efficiency).")

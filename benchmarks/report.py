@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from benchmarks import analysis
 from benchmarks.context import SEED_RECIPE as SEED
 
@@ -40,12 +42,17 @@ def table_rows(records: list[dict]) -> list[tuple[str, ...]]:
     return rows
 
 
-def text_table(records: list[dict]) -> str:
-    rows = [COLUMNS] + table_rows(records)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+def aligned_table(header, rows, left: int = 2) -> str:
+    """A plain-text table: the first ``left`` columns aligned left, the figures right."""
+    rows = [tuple(header)] + [tuple(row) for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def text_table(records: list[dict]) -> str:
+    return aligned_table(COLUMNS, table_rows(records))
 
 
 def markdown_table(header, rows) -> str:
@@ -161,20 +168,36 @@ def explanations(records: list[dict], device: str, workload: str = "headline") -
     return [note for note in notes if note]
 
 
-def markdown(results: dict) -> str:
-    """report.md: the set-up, the table, the targets and the explanations."""
-    records, env = results["results"], results["environment"]
-    threads = env["threads"]
-    setup = [
+def _setup(results: dict, threads: str) -> list[str]:
+    """The set-up lines every report opens with: command, device, machine, libraries, threads, precision."""
+    env = results["environment"]
+    return [
         f"- command: `{results['command']}` ({results['mode']} run, {results['duration_s']:.0f} s)",
         "- device: " + ", ".join(f"{k} {v}" for k, v in results["device"].items()),
         f"- machine: {env['machine']['cpu_model']}, {env['machine']['cpu_count']} cores "
         f"({env['machine']['usable_cores']} usable), load average {results['load_average']['start']:.2f} at start, "
         f"{results['load_average']['end']:.2f} at the end",
         f"- libraries: " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()),
-        f"- threads: torch {threads['torch_intra_op']} intra-op / {threads['torch_inter_op']} inter-op, "
-        f"XLA {threads['xla_eigen']} Eigen threads; BLAS of {threads['blas']}",
+        f"- threads: {threads}",
         f"- float32 matmul precision: torch {env['precision']['torch']}, jax {env['precision']['jax']}",
+    ]
+
+
+def _shared_machine(records: list[dict], cores: int, advice: str = "") -> list[str]:
+    """A set-up line when other work loaded the machine during some measurements, else none."""
+    noisy = [r for r in records if r.get("load_average") and max(r["load_average"]) > cores]
+    if not noisy:
+        return []
+    return [f"- other work shared the machine during {len(noisy)} of {len(records)} measurements (1-minute load above "
+            f"the core count): read min-max as noise{advice}"]
+
+
+def markdown(results: dict) -> str:
+    """report.md: the set-up, the table, the targets and the explanations."""
+    records, env = results["results"], results["environment"]
+    threads = env["threads"]
+    setup = _setup(results, f"torch {threads['torch_intra_op']} intra-op / {threads['torch_inter_op']} inter-op, "
+                            f"XLA {threads['xla_eigen']} Eigen threads; BLAS of {threads['blas']}") + [
         f"- timing: median and min-max of {results['settings']['repeats']} repeats of >= "
         f"{results['settings']['repeat_seconds']} s after warm-up; warm-up (compilation included) reported apart; "
         "samples/s counts the rows of all tasks; fractions of the floor are floor step time / variant step time",
@@ -188,15 +211,9 @@ def markdown(results: dict) -> str:
     if results["mode"] == "quick":
         setup.append("- quick run: short repeats, and only the fits and the recipe beyond the headline: the figures are "
                      "indicative; judge the targets on a full run")
-    noisy = [r for r in records if r.get("load_average") and max(r["load_average"]) > env["machine"]["usable_cores"]]
-    if noisy:
-        advice = (": torch's OpenMP threads spin-wait at every parallel op and suffer most (compare a run with "
-                  "--torch-threads 1)") if threads["torch_intra_op"] > 1 else ""
-        setup.append(
-            f"- other work shared the machine during {len(noisy)} of {len(records)} measurements (1-minute load above "
-            f"the core count): read min-max as noise{advice}"
-        )
-    failed = [r for r in records if r.get("error") is not None]
+    advice = (": torch's OpenMP threads spin-wait at every parallel op and suffer most (compare a run with "
+              "--torch-threads 1)") if threads["torch_intra_op"] > 1 else ""
+    setup += _shared_machine(records, env["machine"]["usable_cores"], advice)
     sections = [
         "# Benchmark report",
         "\n".join(setup),
@@ -205,8 +222,114 @@ def markdown(results: dict) -> str:
         "## Where the time goes\n\n" + "\n".join(f"- {note}" for note in explanations(records, results["device"]["kind"])),
         "## Variants\n\n" + "\n".join(f"- `{v['name']}`: {v['about']}" for v in results["variants"] + results["floors"]),
     ]
+    return _close(sections, results, lambda r: f"{r['workload']} / {r['variant']}")
+
+
+def _close(sections: list[str], results: dict, name) -> str:
+    """The report's text: the sections, then its failures (``name`` names a record) and plots."""
+    failed = [r for r in results["results"] if r.get("error") is not None]
     if failed:
-        sections.append("## Failures\n\n" + "\n".join(f"- {r['workload']} / {r['variant']}: {r['error']}" for r in failed))
+        sections.append("## Failures\n\n" + "\n".join(f"- {name(r)}: {r['error']}" for r in failed))
     if results.get("plots_note"):
         sections.append(f"## Plots\n\n{results['plots_note']}")
     return "\n\n".join(sections) + "\n"
+
+
+# --- the scaling study (--devices N) --------------------------------------------------------------
+
+SCALING_COLUMNS = ("fit", "devices", "how", "samples/s", "min-max", "speed-up", "efficiency", "warm-up s", "wall s")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
+def scaling_rows(records: list[dict]) -> list[tuple[str, ...]]:
+    """One row per (backend, device count), failures included."""
+    rows = []
+    for r in records:
+        if r.get("error") is not None:
+            rows.append((r["variant"], str(r["devices"]), r["how"], "failed", r["error"][:80], "", "", "", _num(r.get("wall_s"), 1)))
+            continue
+        samples, span = r["samples_per_s"], r.get("speedup_range")
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x ({span[0]:.2f}-{span[1]:.2f})"
+        rows.append((
+            r["variant"],
+            str(r["devices"]),
+            r["how"],
+            _num(samples["median"]),
+            f"{samples['min']:,.0f}-{samples['max']:,.0f}",
+            speedup,
+            _num(r["efficiency"], percent=True),
+            _num(r["warmup_s"], 2),
+            _num(r["wall_s"], 1),
+        ))
+    return rows
+
+
+def scaling_text_table(records: list[dict]) -> str:
+    return aligned_table(SCALING_COLUMNS, scaling_rows(records), left=3)
+
+
+def scaling_notes(results: dict) -> list[str]:
+    """The interpretation: each backend's speed-up at its largest device count, and what limits it here."""
+    records, machine = results["results"], results["environment"]["machine"]
+    notes = []
+    for variant in dict.fromkeys(r["variant"] for r in records):
+        done = [r for r in records if r["variant"] == variant and r.get("speedup") is not None]
+        one = next((r for r in done if r["devices"] == 1), None)
+        top = max(done, key=lambda r: r["devices"], default=None)
+        if one is not None and top is not None and top is not one:
+            notes.append(f"{variant}: {one['samples_per_s']['median']:,.0f} samples/s on one device, "
+                         f"{top['samples_per_s']['median']:,.0f} on {top['devices']}: a speed-up of {top['speedup']:.2f}x, "
+                         f"{100 * top['efficiency']:.0f}% efficiency.")
+    largest = results["scaling"]["device_counts"][-1]
+    cores = machine["usable_cores"]
+    if largest == 1:
+        notes.append("Only one device was measured: run with --devices 2 or more to see the scaling.")
+    elif results["device"]["kind"] == "cpu":
+        note = (f"On a CPU the devices are not extra hardware: jax's forced host devices and torch's gloo processes all "
+                f"share this machine's {_plural(cores, 'usable core')} (load average {results['load_average']['start']:.1f} "
+                "at the start, other work included), so more devices bring no more compute, and an efficiency well "
+                "below 100% is expected: these figures measure what splitting each batch costs (one program per device, "
+                "the gradient all-reduce, for torch the traffic between processes), not how fit scales over real devices.")
+        if largest > cores:
+            note += f" From {cores + 1} devices on, the devices also take turns on the cores."
+        notes.append(note)
+    else:
+        notes.append(f"Each device is its own GPU. Efficiency below 100% is the gradient all-reduce and the per-step work "
+                     f"that does not shrink with the per-device batch (batching on the host, launches): at "
+                     f"{_plural(math.ceil(results['scaling']['global_batch_size'] / largest), 'row')} per task and GPU on "
+                     f"{largest} GPUs, a step is short.")
+    return notes
+
+
+def scaling_markdown(results: dict) -> str:
+    """report.md of a scaling study: the set-up, the table, its interpretation, how each point ran."""
+    records, study, settings = results["results"], results["scaling"], results["settings"]
+    threads = {r["threads"].get("torch_intra_op") for r in records if r.get("threads") and r["backend"] == "torch"}
+    batch = study["global_batch_size"]
+    setup = _setup(results, "torch " + ("/".join(str(t) for t in sorted(threads)) if threads else "-")
+                   + " intra-op thread(s) per process (--torch-threads; on a CPU 1 by default, as torchrun sets); "
+                   "jax: XLA's own pool, shared by the forced host devices") + [
+        f"- workload: vocabulary {results['workloads'][0]['vocab_size']:,}, hidden {results['workloads'][0]['hidden']}, "
+        f"{results['workloads'][0]['num_tasks']} tasks; global batch {batch} rows per task ({study['rows_per_step']} samples "
+        "per step) at every device count",
+        f"- strong scaling: the global batch stays fixed and is split over d devices ({batch}/d rows per task on each)",
+        f"- timing: each (fit, d) runs in fresh processes; a repeat is one epoch of fit ({study['steps_per_repeat']} steps, "
+        f"batching included, as users call it); median and min-max of {settings['repeats']} repeats after a warm-up "
+        "(compilation) and a probe epoch; with several processes a repeat lasts until the slowest has finished it",
+        "- speed-up: samples/s over the same fit's on one device (in brackets: its range from the min-max); "
+        "efficiency = speed-up / d",
+        "- every process loads the same training data and uses the same seed; samples/s counts the rows of all tasks",
+    ]
+    if results["mode"] == "quick":
+        setup.append("- quick run: shorter epochs; the figures are indicative")
+    setup += _shared_machine(records, results["environment"]["machine"]["usable_cores"])
+    sections = [
+        "# Scaling report",
+        "\n".join(setup),
+        "## Data-parallel throughput\n\n" + markdown_table(SCALING_COLUMNS, scaling_rows(records))
+        + "\n\n" + "\n".join(f"- {note}" for note in scaling_notes(results)),
+    ]
+    return _close(sections, results, lambda r: f"{r['variant']} on {_plural(r['devices'], 'device')}")

@@ -1,7 +1,9 @@
 """Benchmark the library against the blog's recipe: ``python benchmarks/run.py [--device cpu|gpu] [--quick]``.
 
-Writes results.json, report.md and a PNG plot into --out and prints the table. Exit status 2 when
-the arguments are bad or the requested device is unusable (never a silent fall-back to the CPU).
+``--devices N`` measures data-parallel scaling instead: both backends' fit on 1, 2, 4, ... N devices
+(see benchmarks/scaling.py). Writes results.json, report.md and a PNG plot into --out and prints the
+table. Exit status 2 when the arguments are bad or the requested device is unusable (never a silent
+fall-back to the CPU), 1 when a scaling measurement failed (its error is in the outputs).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository's packages
     sys.path.insert(0, str(ROOT))
 
 # Only the device module before the device is chosen: jax must not be imported before its platform is pinned.
+from benchmarks import scaling  # noqa: E402 - launches processes; imports neither torch nor jax
 from benchmarks.device import DEVICES, PRECISIONS, DeviceUnavailable, open_device, pin_platform  # noqa: E402
 
 QUICK = {"repeat_seconds": 0.1, "rows_per_task": 2048}
@@ -39,7 +42,8 @@ def _at_least(kind, minimum, strict: bool = False):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+            article = "an" if kind is int else "a"
+            raise argparse.ArgumentTypeError(f"expected {article} {kind.__name__}, got {text!r}") from None
         if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
         return value
@@ -47,8 +51,14 @@ def _at_least(kind, minimum, strict: bool = False):
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """Refuse bad arguments in one line (no usage dump), exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
-    parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="benchmarks/run.py", description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where both backends run (default cpu)")
     parser.add_argument("--quick", action="store_true", help="the headline and one more batch size, short repeats (< 1 min)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"), help="output folder (default benchmark-results/)")
@@ -56,21 +66,58 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
                         help=f"timed repeats per measurement (default and minimum {MIN_REPEATS})")
     parser.add_argument("--repeat-seconds", type=_at_least(float, 0, strict=True), help="minimum length of a repeat (default 0.3, --quick 0.1)")
     parser.add_argument("--rows-per-task", type=_at_least(int, 1),
-                        help="training rows per task (default 16384, on a GPU 65536, --quick 2048)")
+                        help="training rows per task (default 16384, on a GPU 65536, --quick 2048; with --devices an epoch "
+                             "of fit is a timed repeat: default 8192, on a GPU 65536, --quick 4096)")
     parser.add_argument("--workloads", type=_names, help="comma-separated workloads to run (default: all, or the quick ones)")
     parser.add_argument("--variants", type=_names, help="comma-separated variants (the seed recipe and the floors always run)")
     parser.add_argument("--precision", choices=PRECISIONS, default="highest",
                         help="float32 matmuls of both backends on a GPU: full float32 (default) or TF32")
     parser.add_argument("--torch-threads", type=_at_least(int, 1),
-                        help="torch intra-op threads (default: torch's choice); on a busy machine 1 can beat the core count")
+                        help="torch intra-op threads (default: torch's choice; with --devices on a CPU, 1 per process); "
+                             "on a busy machine 1 can beat the core count")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, weights and batch order")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--devices", type=_at_least(int, 1), metavar="N",
+                        help="instead of the variants: data-parallel strong scaling of both fits on 1, 2, 4, ... N devices "
+                             "(CPU: forced host devices and gloo processes; GPU: the first N GPUs)")
+    parser.add_argument("--worker-timeout", type=_at_least(float, 0, strict=True), metavar="S",
+                        help=f"with --devices: seconds one measurement's processes may take, start-up included "
+                             f"(default {scaling.TIMEOUT_S:.0f}); then they are killed and the run goes on")
+    # Hidden, for the tests: the last process of the largest device count fails on purpose.
+    parser.add_argument("--scaling-fault", choices=scaling.FAULTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.devices is not None:
+        _check_scaling_args(args, parser)
     try:  # now, not after a long run
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         parser.error(f"--out {args.out}: cannot make the folder ({error.strerror})")
     return args, parser
+
+
+def _check_scaling_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    for name in ("workloads", "variants", "repeat_seconds"):
+        if getattr(args, name) is not None:
+            parser.error(f"--{name.replace('_', '-')} does not apply with --devices (the scaling study times whole epochs of fit)")
+    if args.device == "cpu" and args.devices > scaling.MAX_CPU_DEVICES:
+        parser.error(f"argument --devices: at most {scaling.MAX_CPU_DEVICES} on the CPU, got {args.devices}")
+    batch = scaling.SCALING.batch_size
+    if args.rows_per_task is not None and args.rows_per_task < batch:
+        parser.error(f"argument --rows-per-task: must be >= {batch} with --devices (one global batch per task), got {args.rows_per_task}")
+
+
+def _scaling_settings(args: argparse.Namespace) -> scaling.ScalingSettings:
+    mode = "quick" if args.quick else "gpu" if args.device == "gpu" else "full"
+    return scaling.ScalingSettings(
+        devices=args.devices,
+        repeats=args.repeats,
+        rows_per_task=args.rows_per_task or scaling.ROWS_PER_TASK[mode],
+        seed=args.seed,
+        precision=args.precision,
+        torch_threads=args.torch_threads,
+        timeout_s=args.worker_timeout or scaling.TIMEOUT_S,
+        fault=args.scaling_fault,
+    )
 
 
 def _settings(args: argparse.Namespace, on_gpu: bool):
@@ -89,11 +136,64 @@ def _write(results: dict, out: Path) -> Path | None:
     """results.json, report.md and the plot; returns the plot's path (None when none was drawn)."""
     from benchmarks import plots, report
 
-    plot, results["plots_note"] = plots.samples_vs_batch(results, out)
+    scaled = results["study"] == "scaling"
+    plot, results["plots_note"] = (plots.samples_vs_devices if scaled else plots.samples_vs_batch)(results, out)
     results["plots"] = [] if plot is None else [plot.name]
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "report.md").write_text(report.markdown(results))
+    (out / "report.md").write_text((report.scaling_markdown if scaled else report.markdown)(results))
     return plot
+
+
+def _header(args: argparse.Namespace, argv: list[str] | None, study: str, device, load_start: float, settings) -> dict:
+    """What results.json says of every run, before its measurements."""
+    from benchmarks import environment
+
+    return {
+        "schema": 1,
+        "study": study,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": shlex.join([Path(sys.executable).name, "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
+        "mode": "quick" if args.quick else "full",
+        "duration_s": time.perf_counter() - STARTED,
+        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
+        "device": device.describe(),
+        "environment": environment.describe(),
+        "settings": asdict(settings),
+    }
+
+
+def _drawn(results: dict, plot: Path | None) -> str:
+    return f", {plot.name}" if plot else f" (no plot: {results['plots_note']})"
+
+
+def run_scaling(args: argparse.Namespace, argv: list[str] | None, device) -> int:
+    """--devices N: the scaling study; 1 when a measurement failed (the outputs say which, and why)."""
+    from benchmarks import report
+    from benchmarks.device import gpu_count
+    from benchmarks.progress import Progress
+
+    if device.is_gpu and args.devices > gpu_count():
+        print(f"error: --devices {args.devices} needs {args.devices} GPUs, torch and jax see {gpu_count()} here", file=sys.stderr)
+        return 2
+    settings = _scaling_settings(args)
+    load_start = os.getloadavg()[0]
+    counts = scaling.device_counts(args.devices)
+    progress = Progress(len(counts) * len(scaling.BACKENDS), enabled=not args.no_progress)
+    try:
+        records = scaling.run_study(args.device, settings, progress)
+    finally:
+        progress.close()
+    results = _header(args, argv, "scaling", device, load_start, settings)
+    results.update(
+        workloads=[scaling.SCALING.describe()],
+        scaling={"device_counts": counts, "strong_scaling": True, "global_batch_size": scaling.SCALING.batch_size,
+                 "rows_per_step": scaling.SCALING.rows_per_step, "steps_per_repeat": settings.steps},
+        results=records,
+    )
+    plot = _write(results, args.out)
+    print(report.scaling_text_table(records))
+    print(f"\nscaling run ({results['mode']}): {results['duration_s']:.0f} s; wrote {args.out}/results.json, report.md{_drawn(results, plot)}")
+    return 1 if any(r["error"] is not None for r in records) else 0
 
 
 def _print_summary(results: dict, out: Path, plot: Path | None) -> None:
@@ -103,8 +203,7 @@ def _print_summary(results: dict, out: Path, plot: Path | None) -> None:
     print()
     for target in results["targets"]:
         print(f"{report.verdict(target):>24}  {target['name']}")
-    drawn = f", {plot.name}" if plot else f" (no plot: {results['plots_note']})"
-    print(f"\n{results['mode']} run: {results['duration_s']:.0f} s; wrote {out}/results.json, report.md{drawn}")
+    print(f"\n{results['mode']} run: {results['duration_s']:.0f} s; wrote {out}/results.json, report.md{_drawn(results, plot)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.devices is not None:
+        return run_scaling(args, argv, device)
     from benchmarks import analysis, environment, variants, workloads
     from benchmarks.harness import run_plan
     from benchmarks.progress import Progress
@@ -136,23 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         records = run_plan(jobs, device, settings, progress)
     finally:
         progress.close()
-    results = {
-        "schema": 1,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": shlex.join([Path(sys.executable).name, "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
-        "mode": "quick" if args.quick else "full",
-        "duration_s": time.perf_counter() - STARTED,
-        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
-        "device": device.describe(),
-        "environment": environment.describe(),
-        "settings": asdict(settings),
-        "workloads": [w.describe() for w in plan],
-        "variants": [v.describe() for v in chosen],
-        "floors": [v.describe() for v in variants.FLOORS],
-        "results": records,
-        "targets": analysis.targets(records, args.device),
-        "breakdown": analysis.breakdown(records),
-    }
+    results = _header(args, argv, "variants", device, load_start, settings)
+    results.update(
+        workloads=[w.describe() for w in plan],
+        variants=[v.describe() for v in chosen],
+        floors=[v.describe() for v in variants.FLOORS],
+        results=records,
+        targets=analysis.targets(records, args.device),
+        breakdown=analysis.breakdown(records),
+    )
     _print_summary(results, args.out, _write(results, args.out))
     return 0
 

@@ -7,9 +7,12 @@ task, summed loss, Adam) on the same synthetic reviews.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mtl_core import TaskSpec
-from mtl_core.data import DEFAULT_TASKS, TaskData, synthetic_reviews
+
+if TYPE_CHECKING:  # mtl_core.data loads scipy.stats: imported where data is made, so that run.py refuses bad arguments fast
+    from mtl_core.data import TaskData
 
 HIDDEN = 200  # the blog's hidden width
 
@@ -28,6 +31,8 @@ class Workload:
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
         """The blog's binary and 3-class tasks, then more of each kind, alternating."""
+        from mtl_core.data import DEFAULT_TASKS
+
         extra = tuple(
             TaskSpec(f"task{i}", "binary", 1) if i % 2 == 0 else TaskSpec(f"task{i}", "multiclass", 3)
             for i in range(len(DEFAULT_TASKS), self.num_tasks)
@@ -85,6 +90,8 @@ class DataPool:
 
     def train(self, workload: Workload, rows_per_task: int) -> dict[str, TaskData]:
         """{task name: TaskData} with ``rows_per_task`` reviews of ~100 words per task."""
+        from mtl_core.data import synthetic_reviews
+
         key = (workload.vocab_size, workload.tasks)
         made = self._made.get(key)
         if made is None or len(next(iter(made.values()))) < rows_per_task:
