@@ -13,7 +13,9 @@ from mtl_core.weighting import Weighting
 def example_losses(spec: TaskSpec, logits: jax.Array, y: jax.Array) -> jax.Array:
     """Loss of each row (n,): BCE-with-logits, cross-entropy or squared error, mean over outputs."""
     if spec.kind == "multiclass":
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        # -log_softmax at the label, as torch's cross_entropy: optax's logsumexp(logits) - logit
+        # rounds at the logits' scale (6e-5 at 1000 in float32), not at the loss's.
+        return -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None].astype(jnp.int32), axis=1)[:, 0]
     y = y.astype(logits.dtype)
     if spec.kind == "regression":
         return jnp.mean((logits - y) ** 2, axis=1)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mtl_core.tasks import TOTAL, check_step_report
 from mtl_core.weighting import resolve_weighting
 from jax_impl.inputs import as_labels, as_network_input, pad_leading, row_count
 from jax_impl.losses import combine_losses, task_loss
@@ -202,7 +203,7 @@ class TrainStep:
         params, opt_state = self._apply(params, opt_state, grads, self._present_groups(batches))
         if self.mesh is not None:
             params = constrain_params(params, self.mesh)
-        return params, opt_state, {**losses, "total": total}, grads
+        return params, opt_state, losses, total, grads
 
     def _run_fn(self, params, opt_state, stacked: Batches, task_weights, record_norms, active):
         """``lax.scan`` of the step over a leading axis of K stacked batches (one dispatch).
@@ -213,32 +214,33 @@ class TrainStep:
         n_layers = len(self.module.hidden_dims) + len(stacked)
 
         def train(carry, batches, record):
-            params, opt_state, losses, grads = self._update_fn(*carry, batches, task_weights)
+            params, opt_state, losses, total, grads = self._update_fn(*carry, batches, task_weights)
             norms = jax.lax.cond(
-                record, lambda g: self._layer_norms(g, batches), lambda g: jnp.zeros(n_layers, losses["total"].dtype), grads
+                record, lambda g: self._layer_norms(g, batches), lambda g: jnp.zeros(n_layers, total.dtype), grads
             )
-            return (params, opt_state), (losses, norms)
+            return (params, opt_state), (losses, total, norms)
 
         def skip(carry, batches, record):
             del batches, record
             zero = jnp.zeros((), carry[0]["params"]["trunk"]["0"]["kernel"].dtype)
-            return carry, ({**{name: zero for name in stacked}, "total": zero}, jnp.zeros(n_layers, zero.dtype))
+            return carry, ({name: zero for name in stacked}, zero, jnp.zeros(n_layers, zero.dtype))
 
         def body(carry, inputs):
             batches, record, is_active = inputs
             return jax.lax.cond(is_active, train, skip, carry, batches, record)
 
-        (params, opt_state), (losses, norms) = jax.lax.scan(body, (params, opt_state), (stacked, record_norms, active))
-        return params, opt_state, losses, norms
+        (params, opt_state), (losses, total, norms) = jax.lax.scan(body, (params, opt_state), (stacked, record_norms, active))
+        return params, opt_state, losses, total, norms
 
     # -- the public call -----------------------------------------------------------------------
     def __call__(self, params, opt_state, batches: Mapping[str, tuple], task_weights=None):
         self._check_params(params)
+        check_step_report(batches)
         batches = self.place_batches(self.prepare(batches))
         task_weights = self._task_weights(task_weights)
         params, opt_state = self.place(params, self._grouped_state(opt_state, params))
-        params, opt_state, losses, _ = self._update(params, opt_state, batches, task_weights)
-        return params, opt_state, losses
+        params, opt_state, losses, total, _ = self._update(params, opt_state, batches, task_weights)
+        return params, opt_state, {**losses, TOTAL: total}
 
     def run(self, params, opt_state, stacked: Batches, task_weights, record_norms, active):
         """K steps in one dispatch over batches stacked on a leading axis (used by ``fit``)."""

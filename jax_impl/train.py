@@ -80,11 +80,10 @@ class JaxTrainer:
         active = np.arange(RUN_LENGTH) < k
         record = np.zeros(RUN_LENGTH, bool)
         record[:k] = record_norms
-        self.params, self.opt_state, losses, norms = self.step.run(
+        self.params, self.opt_state, losses, total, norms = self.step.run(
             self.params, self.opt_state, stacked, task_weights, record, active
         )
-        losses, norms = self._host((losses, norms))
-        total = losses.pop("total")
+        losses, total, norms = self._host((losses, total, norms))
         return RunResult(losses={n: v[:k] for n, v in losses.items()}, total=total[:k], grad_norms=norms[:k])
 
     def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:

@@ -59,6 +59,21 @@ def check_tasks(tasks: Iterable[TaskSpec]) -> tuple[TaskSpec, ...]:
     return tasks
 
 
+TOTAL = "total"  # the key of the combined loss in the dict a train step returns
+
+
+def check_step_report(names) -> None:
+    """Refuse a train step whose report would hide a task's loss under the combined ``TOTAL``.
+
+    Any task name is valid, "total" too: ``fit`` keeps the combined loss apart from the tasks'.
+    """
+    if TOTAL in names:
+        raise ValueError(
+            f"a task named {TOTAL!r} collides with the combined loss in the dict a train step returns; "
+            "rename the task, or train it with fit, which reports the combined loss separately"
+        )
+
+
 def resolve_task_id(tasks: Sequence[TaskSpec], task_id: int | str) -> int:
     """Map a task index or name to its index, raising a clear error for anything else.
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from mtl_core.labels import canonical_labels
-from mtl_core.tasks import TaskSpec
+from mtl_core.tasks import TOTAL, TaskSpec, check_step_report
 from mtl_core.weighting import resolve_weighting
 from torch_ref.inputs import as_labels, as_network_input, num_rows
 from torch_ref.losses import combine_losses, task_loss
@@ -136,8 +136,9 @@ class TrainStep:
             task_weights = torch.as_tensor(np.asarray(task_weights, dtype=np.float64)).to(self.default_task_weights)
             if task_weights.shape != self.default_task_weights.shape:
                 raise ValueError(f"task_weights must have shape ({len(self.model.tasks)},), got {tuple(task_weights.shape)}")
+        check_step_report(batches)
         losses, total, _ = self.run(self.prepare(batches), task_weights)
-        return {**{name: float(loss) for name, loss in losses.items()}, "total": float(total)}
+        return {**{name: float(loss) for name, loss in losses.items()}, TOTAL: float(total)}
 
 
 def make_train_step(model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum") -> TrainStep:

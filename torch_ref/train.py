@@ -13,7 +13,7 @@ from mtl_core.fitting import RunResult, check_positive, fit_loop
 from torch_ref.inputs import as_labels, as_network_input
 from torch_ref.distributed import DistributedTrainStep, data_parallel_world, shard, stop_all_ranks_on_error
 from torch_ref.model import MultiTaskNetwork
-from torch_ref.optimizer import adam as default_optimizer
+from torch_ref.optimizer import adam
 from torch_ref.step import TaskBatch, TrainStep
 
 
@@ -102,7 +102,7 @@ def fit(
     if not isinstance(model, MultiTaskNetwork):
         raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
     lr = check_positive(lr, "lr")
-    optimizer = optimizer if optimizer is not None else default_optimizer(model, lr)
+    optimizer = optimizer if optimizer is not None else adam(model, lr)
     world = data_parallel_world()
     step = (DistributedTrainStep if world else TrainStep)(model, optimizer, weighting)
     with stop_all_ranks_on_error(world):
