@@ -1,8 +1,10 @@
 """Compare single-task models with the multi-task model, trained alike; write a report and plots.
 
-Within a backend every model starts from one draw of weights (each single-task model takes the
-multi-task model's trunk and its own head), sees the same data and follows the same recipe, so
-the multi-task model's lift is the only difference. Writes report.json (the configuration and
+Every model starts from one draw of weights (each single-task model takes the multi-task model's
+trunk and its own head), sees the same data and follows the same recipe, so the multi-task model's
+lift is the only difference. With both backends the draw is PyTorch's, exported through the
+canonical layout and imported into JAX: the two backends then train one model from one start on
+the same batches, and their numbers differ only by float32 rounding. Writes report.json (the configuration and
 every per-epoch number), report.md (the final table and the verdict on the blog's claims) and PNG
 plots. With --curriculum sequential it also trains the tasks one after another on one model and
 reports how much the first task is forgotten.
@@ -75,10 +77,20 @@ def check_experiment(tasks: Tasks, recipe: Recipe) -> None:
     resolve_weighting(recipe.weighting, tasks.specs)
 
 
-def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) -> BackendRun:
-    """Train the multi-task model, one single-task model per task and, for ``sequential``, the forgetting run."""
+def initial_weights(backends: tuple[str, ...], tasks: Tasks, recipe: Recipe) -> dict | None:
+    """The canonical weights every backend starts from: PyTorch's draw when several backends run, else None (the backend's own)."""
+    if len(backends) < 2:
+        return None
+    return model_class("torch").build(tasks.input_dim, tasks.specs, recipe).params()
+
+
+def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool, start: dict | None = None) -> BackendRun:
+    """Train the multi-task model, one single-task model per task and, for ``sequential``, the forgetting run.
+
+    Every model starts from ``start`` (canonical weights), or from the backend's own draw when None.
+    """
     cls = model_class(backend)
-    multi = cls.build(tasks.input_dim, tasks.specs, recipe)
+    multi = cls.build(tasks.input_dim, tasks.specs, recipe, params=start)
     start = multi.params()
     note(f"[{backend}] multi-task model: {', '.join(t.name for t in tasks.specs)}", quiet)
     multi_history = multi.fit(tasks.train, tasks.test, recipe, progress=not quiet)
@@ -109,7 +121,8 @@ def train_one_task_after_another(model, tasks: Tasks, recipe: Recipe, backend: s
         note(f"[{backend}] forgetting run, phase {len(phases) + 1}: {spec.name} only", quiet)
         model.reset_optimizer()
         history = model.fit({spec.name: tasks.train[spec.name]}, tasks.test, recipe, progress=not quiet)
-        phases.append({"trained": spec.name, "loss": history["loss"][spec.name], "f1": history["f1"]})
+        steps = recipe.epochs * -(-len(tasks.train[spec.name]) // recipe.batch_size)
+        phases.append({"trained": spec.name, "steps": steps, "loss": history["loss"][spec.name], "f1": history["f1"]})
     return phases
 
 
@@ -124,12 +137,16 @@ def run(args: argparse.Namespace) -> int:
         "backends": list(backends),
         **recipe.as_config(),
         "single_task_weighting": SINGLE_TASK_WEIGHTING,
-        "initialisation": "per backend from the seed; each single-task model takes the multi-task model's trunk and its own head",
+        "initialisation": (
+            "PyTorch's draw from the seed, imported into every backend through the canonical layout"
+            if len(backends) > 1 else f"{backends[0]}'s own draw from the seed"
+        ) + "; each single-task model takes the multi-task model's trunk and its own head",
         "data": tasks.source,
         "tasks": report.task_rows(tasks),
         "versions": framework_versions(backends),
     }
-    runs = {backend: train_backend(backend, tasks, recipe, quiet=args.quiet) for backend in backends}
+    start = initial_weights(backends, tasks, recipe)
+    runs = {backend: train_backend(backend, tasks, recipe, quiet=args.quiet, start=start) for backend in backends}
     document = report.build(config, runs)
     (args.out / "report.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
     figures = plots.write_all(document, args.out)

@@ -106,13 +106,21 @@ def forgetting_figure(document: dict) -> Figure:
         for task in tasks:
             values = [v for phase in run["phases"] for v in phase["f1"][task["name"]]]
             axis.plot(_epochs(values), values, marker="o", label=f"{task['name']} ({METRIC_LABELS.get(task['metric'], task['metric'])})")
+        total = epochs * len(run["phases"])
+        own = run["after_own_phase"]
+        if own is not None and run["after_last_phase"] is not None:
+            axis.axhline(own, color="grey", linestyle=":", linewidth=1)
+            axis.annotate("", xy=(total, run["after_last_phase"]), xytext=(total, own),
+                          arrowprops=dict(arrowstyle="->", color="black"))
+            axis.text(total, min(own, run["after_last_phase"]) - 0.03, f"{run['first_task']}: {-run['drop']:+.3f}",
+                      ha="center", va="top", fontsize="small", bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
         axis.set_xlabel("epoch (all phases)")
         axis.set_xticks(range(1, epochs * len(run["phases"]) + 1))
         axis.grid(alpha=0.3)
         axis.set_ylabel("held-out score")
         axis.set_title(backend, pad=18)
         axis.legend(fontsize="small")
-    figure.suptitle("Forgetting run: each task's held-out score while the tasks are trained one after another")
+    figure.suptitle("Forgetting run: held-out scores while the tasks\nare trained one after another (fresh Adam per phase)")
     return figure
 
 

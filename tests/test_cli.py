@@ -196,8 +196,12 @@ def test_experiment_on_both_backends_writes_the_report_and_plots(tmp_path):
         assert set(document["grad_norms"][backend]) == {"trunk.0", "heads.movie", "heads.yelp"}
         assert all(len(v) == 1 and v[0] > 0 for v in document["grad_norms"][backend].values())
     assert "forgetting" not in document
+    # One start (torch's draw imported into jax), one batch stream: the backends train one model.
+    gaps = document["backend_agreement"]["max_abs_difference"]
+    assert gaps["loss"] < 1e-5 and gaps["f1"] < 1e-2, gaps
     markdown = (tmp_path / "report.md").read_text()
     assert "| torch | yelp | macro-F1 |" in markdown and "| jax | movie | F1 |" in markdown
+    assert "## One model, two frameworks" in markdown
     assert "The blog's claims" in markdown
     for name in ("f1.png", "grad_norms.png", "loss.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
