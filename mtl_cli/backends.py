@@ -13,13 +13,20 @@ from typing import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from mtl_core.architecture import check_architecture
 from mtl_core.checkpoint import Checkpoint
 from mtl_core.data import TaskData
 from mtl_core.fitting import EVAL_CHUNK
+from mtl_core.layout import initial_params
 from mtl_core.tasks import TaskSpec, resolve_task_id
 from mtl_cli.recipe import Recipe
 
 BACKENDS = ("torch", "jax")
+
+
+def initial_weights(input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe) -> dict[str, np.ndarray]:
+    """The canonical start for ``recipe.seed``, drawn in numpy: the same model in every backend."""
+    return initial_params(check_architecture(tasks, recipe.hidden_dims, recipe.activation, input_dim), recipe.seed)
 
 
 def _in_chunks(logits_of, X: sp.csr_matrix) -> np.ndarray:
@@ -41,15 +48,11 @@ class TorchModel:
 
     @classmethod
     def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None) -> "TorchModel":
-        """A fresh network: PyTorch's initialisation drawn from ``recipe.seed``, or ``params`` (canonical)."""
-        import torch
+        """A network with ``params`` (canonical), by default ``initial_weights`` for the recipe's seed."""
         import torch_ref
 
-        with torch.random.fork_rng():
-            torch.manual_seed(recipe.seed)
-            network = torch_ref.MultiTaskNetwork(input_dim, tasks, recipe.hidden_dims, recipe.activation)
-        if params is not None:
-            torch_ref.import_params(network, params)
+        network = torch_ref.MultiTaskNetwork(input_dim, tasks, recipe.hidden_dims, recipe.activation)
+        torch_ref.import_params(network, initial_weights(input_dim, tasks, recipe) if params is None else params)
         return cls(network)
 
     @classmethod
@@ -111,14 +114,11 @@ class JaxModel:
 
     @classmethod
     def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None) -> "JaxModel":
-        """A fresh network: Flax initialisation from ``jax.random.key(recipe.seed)``, or ``params`` (canonical)."""
-        import jax
+        """A network with ``params`` (canonical), by default ``initial_weights`` for the recipe's seed."""
         import jax_impl
 
         module = jax_impl.MultiTaskNetwork(tuple(tasks), recipe.hidden_dims, recipe.activation)
-        if params is None:
-            return cls(module, jax_impl.init_params(module, jax.random.key(recipe.seed), input_dim))
-        return cls(module, jax_impl.import_params(params, module))
+        return cls(module, jax_impl.import_params(initial_weights(input_dim, tasks, recipe) if params is None else params, module))
 
     @classmethod
     def load(cls, path: Path) -> tuple["JaxModel", Checkpoint]:

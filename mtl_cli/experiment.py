@@ -2,9 +2,9 @@
 
 Every model starts from one draw of weights (each single-task model takes the multi-task model's
 trunk and its own head), sees the same data and follows the same recipe, so the multi-task model's
-lift is the only difference. With both backends the draw is PyTorch's, exported through the
-canonical layout and imported into JAX: the two backends then train one model from one start on
-the same batches, and their numbers differ only by float32 rounding. Writes report.json (the configuration and
+lift is the only difference. The draw is made in numpy from the seed (``initial_weights``) and
+imported by each backend: with both, the two train one model from one start on the same batches,
+and their numbers differ only by float32 rounding. Writes report.json (the configuration and
 every per-epoch number), report.md (the final table and the verdict on the blog's claims) and PNG
 plots. With --curriculum sequential it also trains the tasks one after another on one model and
 reports how much the first task is forgotten.
@@ -27,6 +27,10 @@ from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from
 from mtl_cli.specs import TASK_SPEC
 
 SINGLE_TASK_WEIGHTING = "sum"  # one loss: there is nothing to weigh
+INITIALISATION = (
+    "drawn in numpy from the seed (uniform in +-1/sqrt(fan_in), PyTorch's nn.Linear default) and imported by every "
+    "backend; each single-task model takes the multi-task model's trunk and its own head"
+)
 GRAD_NORM_EVERY = 1  # every step: with one task per step (sequential), sampling could miss a head
 
 
@@ -77,20 +81,10 @@ def check_experiment(tasks: Tasks, recipe: Recipe) -> None:
     resolve_weighting(recipe.weighting, tasks.specs)
 
 
-def initial_weights(backends: tuple[str, ...], tasks: Tasks, recipe: Recipe) -> dict | None:
-    """The canonical weights every backend starts from: PyTorch's draw when several backends run, else None (the backend's own)."""
-    if len(backends) < 2:
-        return None
-    return model_class("torch").build(tasks.input_dim, tasks.specs, recipe).params()
-
-
-def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool, start: dict | None = None) -> BackendRun:
-    """Train the multi-task model, one single-task model per task and, for ``sequential``, the forgetting run.
-
-    Every model starts from ``start`` (canonical weights), or from the backend's own draw when None.
-    """
+def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) -> BackendRun:
+    """Train the multi-task model, one single-task model per task and, for ``sequential``, the forgetting run."""
     cls = model_class(backend)
-    multi = cls.build(tasks.input_dim, tasks.specs, recipe, params=start)
+    multi = cls.build(tasks.input_dim, tasks.specs, recipe)
     start = multi.params()
     note(f"[{backend}] multi-task model: {', '.join(t.name for t in tasks.specs)}", quiet)
     multi_history = multi.fit(tasks.train, tasks.test, recipe, progress=not quiet)
@@ -137,16 +131,12 @@ def run(args: argparse.Namespace) -> int:
         "backends": list(backends),
         **recipe.as_config(),
         "single_task_weighting": SINGLE_TASK_WEIGHTING,
-        "initialisation": (
-            "PyTorch's draw from the seed, imported into every backend through the canonical layout"
-            if len(backends) > 1 else f"{backends[0]}'s own draw from the seed"
-        ) + "; each single-task model takes the multi-task model's trunk and its own head",
+        "initialisation": INITIALISATION,
         "data": tasks.source,
         "tasks": report.task_rows(tasks),
         "versions": framework_versions(backends),
     }
-    start = initial_weights(backends, tasks, recipe)
-    runs = {backend: train_backend(backend, tasks, recipe, quiet=args.quiet, start=start) for backend in backends}
+    runs = {backend: train_backend(backend, tasks, recipe, quiet=args.quiet) for backend in backends}
     document = report.build(config, runs)
     (args.out / "report.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
     figures = plots.write_all(document, args.out)

@@ -32,6 +32,21 @@ def canonical_shapes(arch: Architecture) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def initial_params(arch: Architecture, seed, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Canonical weights drawn in numpy: uniform in +-1/sqrt(fan_in), as PyTorch's ``nn.Linear``.
+
+    One draw that either backend imports, so a seed means the same model in both. ``seed`` is
+    anything ``np.random.default_rng`` takes.
+    """
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    for name, shape in canonical_shapes(arch).items():
+        fan_in = shape[0] if name.endswith(".kernel") else params[name[: -len("bias")] + "kernel"].shape[0]
+        bound = 1.0 / np.sqrt(fan_in)
+        params[name] = rng.uniform(-bound, bound, shape).astype(np.float32).astype(dtype)
+    return params
+
+
 def inferred_shapes(params: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     """The {name: shape} a canonical params dict must have, read off its own trunk and heads.
 

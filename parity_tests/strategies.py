@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from mtl_core import ACTIVATIONS, CURRICULA, KINDS, WEIGHTINGS, TaskSpec, check_architecture, epoch_schedule
 from mtl_core.data import TaskData
-from mtl_core.layout import canonical_shapes
+from mtl_core.layout import initial_params
 from mtl_core.tasks import TOTAL
 from parity_tests.tolerances import adam_domain
 
@@ -87,13 +87,7 @@ class Problem:
 
     def initial_params(self, dtype=np.float32) -> dict[str, np.ndarray]:
         """Canonical weights, uniform in +-1/sqrt(fan_in) like both backends' own initialisation."""
-        rng = np.random.default_rng([self.seed, 0])
-        params = {}
-        for name, shape in canonical_shapes(self.arch).items():
-            fan_in = shape[0] if name.endswith(".kernel") else params[name[: -len("bias")] + "kernel"].shape[0]
-            bound = 1.0 / np.sqrt(fan_in)
-            params[name] = rng.uniform(-bound, bound, shape).astype(np.float32).astype(dtype)
-        return params
+        return initial_params(self.arch, [self.seed, 0], dtype)
 
     def batch(self, task: int, step: int = 0, dtype=np.float32) -> Batch:
         """Task ``task``'s batch of step ``step`` (the same for the same arguments)."""

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 import torch_ref
 from mtl_core import TaskSpec
@@ -196,7 +196,7 @@ def test_experiment_on_both_backends_writes_the_report_and_plots(tmp_path):
         assert set(document["grad_norms"][backend]) == {"trunk.0", "heads.movie", "heads.yelp"}
         assert all(len(v) == 1 and v[0] > 0 for v in document["grad_norms"][backend].values())
     assert "forgetting" not in document
-    # One start (torch's draw imported into jax), one batch stream: the backends train one model.
+    # One start (the seed's canonical draw), one batch stream: the backends train one model.
     gaps = document["backend_agreement"]["max_abs_difference"]
     assert gaps["loss"] < 1e-5 and gaps["f1"] < 1e-2, gaps
     markdown = (tmp_path / "report.md").read_text()
@@ -249,6 +249,15 @@ def test_train_writes_a_checkpoint_and_metrics(trained, backend):
     assert (run.folder / "model.safetensors").stat().st_size > 0
     assert run.out.splitlines()[0].split()[:2] == ["task", "metric"]
     assert {line.split()[0] for line in run.out.splitlines()[1:]} == {"movie", "yelp"}
+
+
+def test_one_seed_trains_one_model_in_either_backend(trained):
+    # The seed's canonical draw is every backend's start, and the batches follow the seed alike.
+    torch_weights, jax_weights = (load_file(str(trained[b].folder / "model.safetensors")) for b in ("torch", "jax"))
+    weights = [name for name in torch_weights if name.startswith(("trunk.", "heads."))]
+    assert weights and set(weights) <= set(jax_weights)
+    for name in weights:
+        np.testing.assert_allclose(jax_weights[name], torch_weights[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 def _predict(files, checkpoint, backend, task="yelp") -> list[dict]:
