@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtl_cli import compare, experiment, predict, train
+from mtl_cli import experiment, predict, train
 
-SUBCOMMANDS = {"experiment": experiment, "train": train, "predict": predict, "compare": compare}
+SUBCOMMANDS = {"experiment": experiment, "train": train, "predict": predict}
 USAGE_ERROR = 2
 
 
