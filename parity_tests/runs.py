@@ -95,7 +95,7 @@ def run_both(problem: Problem, steps: Steps, adam: AdamSettings, weighting: Weig
     return torch_run.outcome(torch_run.run(steps)), jax_run.outcome(jax_run.run(steps))
 
 
-def _torch_log_var(optimizer):
+def torch_log_var(optimizer):
     """The log-variances torch_ref's step added to the optimizer (uncertainty weighting), else None."""
     return next((g["params"][0] for g in optimizer.param_groups if g.get("name") == LOG_VARIANCE_GROUP), None)
 
@@ -111,7 +111,7 @@ def fit_both(case: FitProblem, dtype) -> tuple[dict, dict]:
     model = torch_model(problem, start)
     optimizer = torch_ref.adam(model, case.lr)
     _, torch_history = torch_ref.fit(model, data, optimizer=optimizer, **arguments)
-    log_var = _torch_log_var(optimizer)
+    log_var = torch_log_var(optimizer)
     module = jax_module(problem)
     params, jax_history, opt_state = jax_impl.fit(
         module, data, params=jax_impl.import_params(start, module), return_opt_state=True, **arguments
