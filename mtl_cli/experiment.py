@@ -115,8 +115,7 @@ def train_one_task_after_another(model, tasks: Tasks, recipe: Recipe, backend: s
         note(f"[{backend}] forgetting run, phase {len(phases) + 1}: {spec.name} only", quiet)
         model.reset_optimizer()
         history = model.fit({spec.name: tasks.train[spec.name]}, tasks.test, recipe, progress=not quiet)
-        steps = recipe.epochs * -(-len(tasks.train[spec.name]) // recipe.batch_size)
-        phases.append({"trained": spec.name, "steps": steps, "loss": history["loss"][spec.name], "f1": history["f1"]})
+        phases.append({"trained": spec.name, "steps": sum(history["steps"]), "loss": history["loss"][spec.name], "f1": history["f1"]})
     return phases
 
 

@@ -211,10 +211,7 @@ def _forgetting_section(document: dict) -> list[str]:
     c = document["config"]
     first = next(iter(document["forgetting"].values()))
     phases = first["phases"]
-    described = ", then ".join(
-        f"{p['trained']} alone for {c['epochs']} epochs ({p['steps']} steps)" if "steps" in p else f"{p['trained']} alone"
-        for p in phases
-    )
+    described = ", then ".join(f"{p['trained']} alone for {c['epochs']} epochs ({p['steps']} steps)" for p in phases)
     task = first["first_task"]
     lines = [
         "## Forgetting run (one task after another)",
