@@ -4,18 +4,24 @@ from jax_impl.checkpoint import load_checkpoint, save_checkpoint
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam
 from jax_impl.params import export_params, import_params, init_params
-from jax_impl.step import TrainStep, make_train_step
+from jax_impl.state import TrainState
+from jax_impl.step import StepPlan, StepSpec, TrainStep, loss_fn, make_train_step, train_step
 from jax_impl.train import fit
 
 __all__ = [
     "MultiTaskNetwork",
     "adam",
+    "StepPlan",
+    "StepSpec",
+    "TrainState",
     "TrainStep",
     "export_params",
     "fit",
     "import_params",
     "init_params",
     "load_checkpoint",
+    "loss_fn",
     "make_train_step",
     "save_checkpoint",
+    "train_step",
 ]

@@ -18,7 +18,8 @@ from mtl_core.weighting import resolve_weighting
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam, adam_states
 from jax_impl.params import canonical_name, check_variables, export_params, import_params
-from jax_impl.step import TrainStep, group_of
+from jax_impl.state import group_of
+from jax_impl.step import TrainStep
 
 
 def _adam_state(opt_state) -> AdamState:

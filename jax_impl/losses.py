@@ -1,4 +1,4 @@
-"""Per-task losses (mean over a batch's rows) and their weighted combination, as in torch_ref."""
+"""Per-task losses: the mean over a batch's (unmasked) rows, as in torch_ref."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import optax
 
 from mtl_core.tasks import TaskSpec
-from mtl_core.weighting import Weighting
 
 
 def example_losses(spec: TaskSpec, logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -27,22 +26,3 @@ def task_loss(spec: TaskSpec, logits: jax.Array, y: jax.Array, mask: jax.Array) 
     losses = example_losses(spec, logits, y)
     mask = mask.astype(losses.dtype)
     return jnp.sum(losses * mask) / jnp.sum(mask)
-
-
-def combine_losses(
-    weighting: Weighting,
-    losses: list[jax.Array],
-    task_indices: list[int],
-    task_weights: jax.Array,
-    log_variances: jax.Array | None,
-) -> jax.Array:
-    """The one loss to back-propagate, from the losses of the tasks present (see mtl_core.weighting)."""
-    stacked = jnp.stack(losses)
-    index = jnp.array(task_indices)
-    if weighting.learnable:
-        s = log_variances[index]
-        return jnp.sum(jnp.exp(-s) * stacked + s)
-    weights = task_weights[index].astype(stacked.dtype)
-    if weighting.name == "mean":
-        weights = weights / len(task_indices)
-    return jnp.sum(weights * stacked)

@@ -1,53 +1,172 @@
-"""One jitted, pure training step: every task's loss, their weighted sum, one optax update.
+"""One pure training step: every task's loss, the weighting's objectives, one grouped optax update.
 
-The optimiser state is kept per parameter group (the trunk, each head, the loss weighting) with
-``optax.multi_transform``, so that a head left out of a step keeps its parameters *and* its Adam
-moments and step count, exactly as ``torch.optim.Adam`` skips a parameter that has no gradient.
+``train_step(spec, state, batches, plan) -> (state, metrics)`` is a plain function of arrays and a
+static, hashable ``StepSpec``: a test can run it without jit. ``make_train_step`` jits it (the state
+donated) behind the input checks, and ``fit`` scans it over runs of steps (jax_impl.train).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import functools
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mtl_core.batches import check_batches
 from mtl_core.tasks import TOTAL, check_step_report
-from mtl_core.weighting import resolve_weighting
-from jax_impl.inputs import as_labels, as_network_input, pad_leading, row_count
-from jax_impl.losses import combine_losses, task_loss
+from mtl_core.weighting import Weighting, resolve_weighting
+from jax_impl.array_ops import JAX_OPS
+from jax_impl.inputs import as_network_input, pad_leading, row_count
+from jax_impl.losses import task_loss
 from jax_impl.model import MultiTaskNetwork
-from jax_impl.params import check_variables
 from jax_impl.sharding import check_mesh, constrain_params, padded_rows, place_params, place_rows, place_state
+from jax_impl.state import (
+    WEIGHTING,
+    TrainState,
+    check_params,
+    group_labels,
+    grouped,
+    grouped_opt_state,
+    weighting_state,
+    with_weighting_params,
+)
 
-# A checked batch dict: {task name: (network input, labels, 0/1 row mask)}.
+# A checked batch dict: {task name: (network input, labels, 0/1 row mask)}. Inside jit its keys come
+# in pytree (sorted) order, not the model's: code that reports per task keys by name or model order.
 Batches = dict
 
 
-def group_of(path) -> str:
-    """The optimiser group of a parameter: "trunk", "heads.{task}" or "weighting"."""
-    keys = [getattr(entry, "key", entry) for entry in path]
-    if keys[0] == "weighting":
-        return "weighting"
-    return "trunk" if keys[1] == "trunk" else f"heads.{keys[2]}"
+@dataclass(frozen=True)
+class StepSpec:
+    """What a step is, as opposed to what it works on: hashable, the static argument of jit."""
+
+    module: MultiTaskNetwork
+    tx: optax.GradientTransformation  # applied to each parameter group on its own (jax_impl.state)
+    weighting: Weighting  # bound to the module's tasks
+    mesh: Any = None  # a jax.sharding.Mesh with a "data" axis, or None
+
+    @functools.cached_property
+    def grouped_tx(self) -> optax.GradientTransformation:
+        return grouped(self.tx, self.module.tasks, self.weighting)
+
+    def indices(self, batches: Batches) -> list[int]:
+        """The model positions of the tasks in ``batches``."""
+        names = [t.name for t in self.module.tasks]
+        return [names.index(name) for name in batches]
 
 
-def group_labels(params):
-    return jax.tree_util.tree_map_with_path(lambda path, _: group_of(path), params)
+class StepPlan(NamedTuple):
+    """What the host decides for one step (arrays, so that a scan can carry one per step)."""
+
+    task_weights: jax.Array  # (T,) the loss weights c_t of this step (see mtl_core.weighting)
+    record_norms: jax.Array  # () bool: compute the layers' gradient norms
 
 
-def global_norm(tree) -> jax.Array:
+class StepMetrics(NamedTuple):
+    losses: dict  # {task name: () mean loss of its batch before the update}
+    total: jax.Array  # () the sum of the weighting's objectives: what the summed step differentiates
+    grad_norms: jax.Array  # (trunk layers + present heads,) L2 norm of each layer's gradient; 0 unless recorded
+
+
+def task_losses(spec: StepSpec, params, batches: Batches) -> list[jax.Array]:
+    """Each present task's mean loss, from one trunk pass over all the step's rows."""
+    indices = spec.indices(batches)
+    names = list(batches)
+    all_logits = spec.module.apply(
+        {"params": params["params"]}, [batches[n][0] for n in names], indices, method=MultiTaskNetwork.forward_tasks
+    )
+    return [task_loss(spec.module.tasks[i], logits, batches[n][1], batches[n][2]) for i, n, logits in zip(indices, names, all_logits)]
+
+
+def loss_fn(spec: StepSpec, params, batches: Batches, task_weights: jax.Array, weighting: dict):
+    """(total, {task: loss}): the sum of the weighting's objectives, and each task's mean loss."""
+    losses = task_losses(spec, params, batches)
+    log_var = params.get(WEIGHTING, {}).get("log_var")
+    objectives = spec.weighting.objectives(JAX_OPS, jnp.stack(losses), spec.indices(batches), task_weights, weighting, log_var)
+    return jnp.sum(objectives), dict(zip(batches, losses))
+
+
+def _network_input(x):
+    x = as_network_input(x)
+    return x, row_count(x)
+
+
+def _global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree_util.tree_leaves(tree)))
 
 
-class TrainStep:
-    """``step(params, opt_state, {task: (x, y) or (x, y, row_mask)}) -> (params, opt_state, losses)``.
+def layer_norms(spec: StepSpec, grads, batches: Batches) -> jax.Array:
+    """Gradient norm of each trunk layer, then of each present head (model order)."""
+    tree = grads["params"]
+    trunk = [_global_norm(tree["trunk"][str(i)]) for i in range(len(spec.module.hidden_dims))]
+    heads = [_global_norm(tree["heads"][t.name]) for t in spec.module.tasks if t.name in batches]  # model order
+    return jnp.stack(trunk + heads)
 
-    ``losses`` holds each task's mean loss and "total". params and opt_state are donated: the
-    arrays passed in are invalid afterwards. ``opt_state`` comes from ``step.init(params)``; a
-    plain ``tx.init(params)`` state is accepted too and split into groups on the first call.
+
+def apply_gradients(spec: StepSpec, state: TrainState, grads, batches: Batches) -> tuple[dict, Any]:
+    """One optax update; groups without a gradient in this step (absent heads) keep params and state."""
+    present = {"trunk", WEIGHTING} | {f"heads.{name}" for name in batches}
+    updates, new_state = spec.grouped_tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    labels = group_labels(state.params)
+    params = jax.tree_util.tree_map(lambda new, old, g: new if g in present else old, new_params, state.params, labels)
+    inner = {g: s if g in present else state.opt_state.inner_states[g] for g, s in new_state.inner_states.items()}
+    if spec.mesh is not None:
+        params = constrain_params(params, spec.mesh)
+    return params, new_state._replace(inner_states=inner)
+
+
+def train_step(spec: StepSpec, state: TrainState, batches: Batches, plan: StepPlan) -> tuple[TrainState, StepMetrics]:
+    """One step on ``batches`` ({task: (x, y, row mask)}, any subset of the tasks)."""
+    loss = functools.partial(loss_fn, spec)
+    (total, losses), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batches, plan.task_weights, state.weighting)
+    params, opt_state = apply_gradients(spec, state, grads, batches)
+    weighting = state.weighting
+    if spec.weighting.stateful:  # e.g. FAMO: compares the losses before and after the update
+        after = jnp.stack(task_losses(spec, params, batches))
+        weighting = spec.weighting.update_state(JAX_OPS, weighting, spec.indices(batches), jnp.stack(list(losses.values())), after)
+    zeros = jnp.zeros(len(spec.module.hidden_dims) + len(batches), total.dtype)
+    norms = jax.lax.cond(plan.record_norms, lambda g: layer_norms(spec, g, batches), lambda g: zeros, grads)
+    return TrainState(params, opt_state, weighting), StepMetrics(losses, total, norms)
+
+
+def run_steps(spec: StepSpec, state: TrainState, stacked: Batches, plans: StepPlan, active: jax.Array):
+    """``lax.scan`` of ``train_step`` over K stacked batches and plans (one dispatch).
+
+    Steps whose ``active`` flag is False are skipped, so runs of any length up to K share one
+    compiled program.
+    """
+    n_layers = len(spec.module.hidden_dims) + len(stacked)
+
+    def skip(state, batches, plan):
+        del batches, plan
+        zero = jnp.zeros((), state.params["params"]["trunk"]["0"]["kernel"].dtype)
+        return state, StepMetrics({name: zero for name in stacked}, zero, jnp.zeros(n_layers, zero.dtype))
+
+    def body(state, inputs):
+        batches, plan, is_active = inputs
+        return jax.lax.cond(is_active, functools.partial(train_step, spec), skip, state, batches, plan)
+
+    return jax.lax.scan(body, state, (stacked, plans, active))
+
+
+# The compiled programs, shared by every TrainStep and fit with an equal spec.
+jitted_train_step = jax.jit(train_step, static_argnums=0, donate_argnums=1)
+jitted_run_steps = jax.jit(run_steps, static_argnums=0, donate_argnums=1)
+
+
+class TrainStep:
+    """``make_train_step``'s result: the jitted step behind input checks.
+
+    ``step(params, opt_state, batches, task_weights=None) -> (params, opt_state, losses)`` with
+    ``losses`` each present task's mean loss and "total"; ``step.init(params)`` gives opt_state (a
+    plain ``tx.init(params)`` state is accepted too and split into groups). The state-passing form,
+    ``step.apply(state, batches) -> (state, metrics)`` with ``state = step.init_state(params)``,
+    also carries the weighting's own state. Everything passed in is donated: invalid afterwards.
 
     With a ``mesh`` (a "data" axis, optionally a "model" axis) each task's batch is split by rows
     over "data" (padded with masked rows to a multiple of its size: the loss is unchanged), params
@@ -60,37 +179,46 @@ class TrainStep:
             raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
         if not isinstance(tx, optax.GradientTransformation):
             raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
-        self.module, self.tx = module, tx
-        self.tasks = module.tasks
-        self.weighting = resolve_weighting(weighting, module.tasks)
-        self.mesh = None if mesh is None else check_mesh(mesh)
-        self.default_task_weights = self.weighting.initial_task_weights()
-        groups = ["trunk"] + [f"heads.{t.name}" for t in self.tasks] + (["weighting"] if self.weighting.learnable else [])
-        self.grouped = optax.multi_transform({group: tx for group in groups}, group_labels)
-        self._update = jax.jit(self._update_fn, donate_argnums=(0, 1))
-        self._run = jax.jit(self._run_fn, donate_argnums=(0, 1))
+        mesh = None if mesh is None else check_mesh(mesh)
+        self.spec = StepSpec(module, tx, resolve_weighting(weighting, module.tasks), mesh)
         self._checked_structures: set = set()
+        self._grouped_structures: dict = {}  # params structure -> the grouped optimiser state's
+
+    @property
+    def module(self) -> MultiTaskNetwork:
+        return self.spec.module
+
+    @property
+    def weighting(self) -> Weighting:
+        return self.spec.weighting
+
+    @property
+    def mesh(self):
+        return self.spec.mesh
 
     # -- state ---------------------------------------------------------------------------------
     def init_params(self, params) -> dict:
         """``params`` with the loss weighting's learnable state added when it has one."""
-        params = dict(params)
-        if self.weighting.learnable and "weighting" not in params:
-            dtype = params["params"]["trunk"]["0"]["kernel"].dtype
-            params["weighting"] = {"log_var": jnp.zeros(len(self.tasks), dtype)}
-        return params
+        return with_weighting_params(params, self.weighting)
 
     def init(self, params) -> optax.OptState:
         """The grouped optimiser state for ``params`` (one ``tx`` state per group)."""
-        if self.mesh is None:
-            return self.grouped.init(params)
-        return place_state(self.grouped.init(params), self.mesh)
+        state = self.spec.grouped_tx.init(params)
+        return state if self.mesh is None else place_state(state, self.mesh)
 
-    def place(self, params, opt_state):
-        """params and opt_state as global arrays on the mesh; unchanged without a mesh."""
+    def init_state(self, params, opt_state=None) -> TrainState:
+        """A TrainState from params (the weighting's entry added) and, optionally, an optimiser state."""
+        params = self.init_params(params)
+        self.check_params(params)
+        opt_state = self.init(params) if opt_state is None else self.grouped_opt_state(opt_state, params)
+        dtype = params["params"]["trunk"]["0"]["kernel"].dtype
+        return self.place(TrainState(params, opt_state, weighting_state(self.weighting, dtype)))
+
+    def place(self, state: TrainState) -> TrainState:
+        """The state as global arrays on the mesh; unchanged without a mesh."""
         if self.mesh is None:
-            return params, opt_state
-        return place_params(params, self.mesh), place_state(opt_state, self.mesh)
+            return state
+        return TrainState(place_params(state.params, self.mesh), place_state(state.opt_state, self.mesh), place_state(state.weighting, self.mesh))
 
     def place_batches(self, batches: Batches, row_axis: int = 0) -> Batches:
         """Batches padded to a multiple of the "data" axis (masked rows) and split over it."""
@@ -102,159 +230,64 @@ class TrainStep:
             placed[name] = place_rows(pad_leading(batch, rows, row_axis), self.mesh, row_axis)
         return placed
 
-    def _grouped_state(self, opt_state, params):
-        template = jax.eval_shape(self.grouped.init, params)
-        if jax.tree_util.tree_structure(opt_state) == jax.tree_util.tree_structure(template):
+    def grouped_opt_state(self, opt_state, params):
+        """``opt_state`` as the grouped state: as is when it already is one, else split from ``tx.init``'s."""
+        key = jax.tree_util.tree_structure(params)
+        if key not in self._grouped_structures:
+            self._grouped_structures[key] = jax.tree_util.tree_structure(jax.eval_shape(self.spec.grouped_tx.init, params))
+        if jax.tree_util.tree_structure(opt_state) == self._grouped_structures[key]:
             return opt_state
-        labels = group_labels(params)
-        try:
-            inner = {
-                label: type(template.inner_states[label])(
-                    inner_state=optax.tree_map_params(
-                        self.tx,
-                        lambda leaf, own, label=label: leaf if own == label else optax.MaskedNode(),
-                        opt_state,
-                        labels,
-                        # every group gets its own copy of the step count: the step donates them all
-                        transform_non_params=jnp.array,
-                    )
-                )
-                for label in template.inner_states
-            }
-        except Exception as error:  # any mismatch between the state and params
-            raise TypeError(
-                "opt_state must come from step.init(params) (or tx.init(params) for the same params), "
-                f"but its structure does not fit params: {error}"
-            ) from None
-        return template._replace(inner_states=inner)
+        return grouped_opt_state(self.spec.tx, self.spec.grouped_tx, opt_state, params)
+
+    def check_params(self, params) -> None:
+        """Check params once per structure (the check walks the whole tree)."""
+        structure = jax.tree_util.tree_structure(params), tuple(np.shape(l) for l in jax.tree_util.tree_leaves(params))
+        if structure not in self._checked_structures:
+            check_params(self.module, self.weighting, params)
+            self._checked_structures.add(structure)
 
     # -- checking the user's input -------------------------------------------------------------
     def prepare(self, batches: Mapping[str, tuple]) -> Batches:
         """Check a batch dict and turn it into jax arrays with a row mask, in model task order."""
-        if not isinstance(batches, Mapping) or not batches:
-            raise ValueError(f"batches must be a non-empty dict of task name -> (x, y), got {batches!r}")
-        names = [t.name for t in self.tasks]
-        unknown = [name for name in batches if name not in names]
-        if unknown:
-            raise ValueError(f"batches name tasks {unknown} that the model lacks; its tasks are {names}")
-        prepared = {}
-        for spec in self.tasks:
-            if spec.name not in batches:
-                continue
-            batch = batches[spec.name]
-            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-                raise ValueError(f"the batch of task {spec.name!r} must be (x, y) or (x, y, row_mask), got {type(batch).__name__}")
-            x, y = as_network_input(batch[0]), as_labels(batch[1], spec)
-            n = row_count(x)
-            if y.shape[0] != n:
-                raise ValueError(f"the batch of task {spec.name!r} has {n} rows of x but {y.shape[0]} labels")
-            if n == 0:
-                raise ValueError(f"the batch of task {spec.name!r} is empty")
-            mask = np.ones(n, np.float32) if len(batch) == 2 else np.asarray(batch[2])
-            if mask.shape != (n,) or not np.all((mask == 0) | (mask == 1)) or not mask.any():
-                raise ValueError(f"the row mask of task {spec.name!r} must be 0/1 of shape ({n},) with a 1, got shape {mask.shape}")
-            prepared[spec.name] = (x, y, jnp.asarray(mask, jnp.float32))
-        return prepared
+        checked = check_batches(batches, self.module.tasks, _network_input)
+        return {
+            b.spec.name: (b.x, jnp.asarray(b.y), jnp.asarray(np.ones(len(b.y), np.float32) if b.mask is None else b.mask))
+            for b in checked
+        }
 
-    def _check_params(self, params) -> None:
-        structure = jax.tree_util.tree_structure(params), tuple(np.shape(l) for l in jax.tree_util.tree_leaves(params))
-        if structure not in self._checked_structures:
-            check_variables(self.module, params)
-            if self.weighting.learnable and "weighting" not in params:
-                raise ValueError("uncertainty weighting learns log-variances: pass step.init_params(params)")
-            self._checked_structures.add(structure)
-
-    # -- the pure functions --------------------------------------------------------------------
-    def _loss(self, params, batches: Batches, task_weights):
-        names = list(batches)
-        indices = [[t.name for t in self.tasks].index(name) for name in names]
-        all_logits = self.module.apply(
-            {"params": params["params"]},
-            [batches[name][0] for name in names],
-            indices,
-            method=MultiTaskNetwork.forward_tasks,
-        )
-        losses = [task_loss(self.tasks[i], logits, batches[n][1], batches[n][2]) for i, n, logits in zip(indices, names, all_logits)]
-        log_var = params.get("weighting", {}).get("log_var")
-        total = combine_losses(self.weighting, losses, indices, task_weights, log_var)
-        return total, dict(zip(names, losses))
-
-    def _apply(self, params, opt_state, grads, present: set[str]):
-        """One optax update; groups not in ``present`` keep their params and their state."""
-        updates, new_state = self.grouped.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        labels = group_labels(params)
-        new_params = jax.tree_util.tree_map(lambda new, old, g: new if g in present else old, new_params, params, labels)
-        inner = {g: s if g in present else opt_state.inner_states[g] for g, s in new_state.inner_states.items()}
-        return new_params, new_state._replace(inner_states=inner)
-
-    def _present_groups(self, batches: Batches) -> set[str]:
-        return {"trunk", "weighting"} | {f"heads.{name}" for name in batches}
-
-    def _layer_norms(self, grads, batches: Batches) -> jax.Array:
-        """Gradient norm of each trunk layer, then of each present head (model order)."""
-        tree = grads["params"]
-        trunk = [global_norm(tree["trunk"][str(i)]) for i in range(len(tree["trunk"]))]
-        heads = [global_norm(tree["heads"][t.name]) for t in self.tasks if t.name in batches]
-        return jnp.stack(trunk + heads)
-
-    def _update_fn(self, params, opt_state, batches: Batches, task_weights):
-        (total, losses), grads = jax.value_and_grad(self._loss, has_aux=True)(params, batches, task_weights)
-        params, opt_state = self._apply(params, opt_state, grads, self._present_groups(batches))
-        if self.mesh is not None:
-            params = constrain_params(params, self.mesh)
-        return params, opt_state, losses, total, grads
-
-    def _run_fn(self, params, opt_state, stacked: Batches, task_weights, record_norms, active):
-        """``lax.scan`` of the step over a leading axis of K stacked batches (one dispatch).
-
-        Steps whose ``active`` flag is False are skipped, so runs of any length up to K share one
-        compiled program; ``record_norms`` picks the steps whose gradient norms are computed.
-        """
-        n_layers = len(self.module.hidden_dims) + len(stacked)
-
-        def train(carry, batches, record):
-            params, opt_state, losses, total, grads = self._update_fn(*carry, batches, task_weights)
-            norms = jax.lax.cond(
-                record, lambda g: self._layer_norms(g, batches), lambda g: jnp.zeros(n_layers, total.dtype), grads
-            )
-            return (params, opt_state), (losses, total, norms)
-
-        def skip(carry, batches, record):
-            del batches, record
-            zero = jnp.zeros((), carry[0]["params"]["trunk"]["0"]["kernel"].dtype)
-            return carry, ({name: zero for name in stacked}, zero, jnp.zeros(n_layers, zero.dtype))
-
-        def body(carry, inputs):
-            batches, record, is_active = inputs
-            return jax.lax.cond(is_active, train, skip, carry, batches, record)
-
-        (params, opt_state), (losses, total, norms) = jax.lax.scan(body, (params, opt_state), (stacked, record_norms, active))
-        return params, opt_state, losses, total, norms
-
-    # -- the public call -----------------------------------------------------------------------
-    def __call__(self, params, opt_state, batches: Mapping[str, tuple], task_weights=None):
-        self._check_params(params)
-        check_step_report(batches)
-        batches = self.place_batches(self.prepare(batches))
-        task_weights = self._task_weights(task_weights)
-        params, opt_state = self.place(params, self._grouped_state(opt_state, params))
-        params, opt_state, losses, total, _ = self._update(params, opt_state, batches, task_weights)
-        return params, opt_state, {**losses, TOTAL: total}
-
-    def run(self, params, opt_state, stacked: Batches, task_weights, record_norms, active):
-        """K steps in one dispatch over batches stacked on a leading axis (used by ``fit``)."""
-        return self._run(
-            params, opt_state, stacked, self._task_weights(task_weights), jnp.asarray(record_norms), jnp.asarray(active)
-        )
-
-    def _task_weights(self, task_weights) -> jax.Array:
+    def plan(self, task_weights=None) -> StepPlan:
+        """The plan of a direct call: the given or the weighting's initial loss weights, no norms."""
         if task_weights is None:
-            return jnp.asarray(self.default_task_weights)
-        weights = np.asarray(task_weights, dtype=np.float64)  # jax keeps float64 only under x64
-        if weights.shape != (len(self.tasks),):
-            raise ValueError(f"task_weights must have shape ({len(self.tasks)},), got {weights.shape}")
-        return jnp.asarray(weights)
+            weights = self.weighting.initial_task_weights()
+        else:
+            weights = np.asarray(task_weights, dtype=np.float64)  # jax keeps float64 only under x64
+            if weights.shape != (len(self.module.tasks),):
+                raise ValueError(f"task_weights must have shape ({len(self.module.tasks)},), got {weights.shape}")
+        return StepPlan(jnp.asarray(weights), jnp.asarray(False))
+
+    # -- the public calls ----------------------------------------------------------------------
+    def apply(self, state: TrainState, batches: Mapping[str, tuple], task_weights=None) -> tuple[TrainState, StepMetrics]:
+        """One step in the state-passing form; ``state`` is donated."""
+        if not isinstance(state, TrainState):
+            raise TypeError(f"state must be a jax_impl.TrainState (from step.init_state(params)), got {type(state).__name__}")
+        self.check_params(state.params)
+        prepared = self.place_batches(self.prepare(batches))
+        return jitted_train_step(self.spec, state, prepared, self.plan(task_weights))
+
+    def __call__(self, params, opt_state, batches: Mapping[str, tuple], task_weights=None):
+        if self.weighting.stateful:
+            raise ValueError(
+                f"{self.weighting.name} weighting keeps state from step to step: use "
+                "state = step.init_state(params) and state, metrics = step.apply(state, batches)"
+            )
+        self.check_params(params)
+        check_step_report(batches)
+        prepared = self.place_batches(self.prepare(batches))
+        plan = self.plan(task_weights)
+        opt_state = self.grouped_opt_state(opt_state, params)
+        state = self.place(TrainState(params, opt_state, {}))
+        state, metrics = jitted_train_step(self.spec, state, prepared, plan)
+        return state.params, state.opt_state, {**metrics.losses, TOTAL: metrics.total}
 
 
 def make_train_step(module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None) -> TrainStep:

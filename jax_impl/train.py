@@ -16,24 +16,25 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
+from mtl_core.config import TrainConfig, training_config
 from mtl_core.data.task_data import TaskData
-from mtl_core.fitting import RunResult, check_count, check_positive, check_task_data, fit_loop
+from mtl_core.fitting import RunPlan, RunResult, check_task_data, fit_loop
 from mtl_core.sparse import pad_rows, stack_padded
-from mtl_core.weighting import Weighting, resolve_weighting
 from jax_impl.inputs import as_network_input
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam
 from jax_impl.params import init_params
 from jax_impl.sharding import host_copy, padded_rows
-from jax_impl.step import TrainStep
+from jax_impl.state import WEIGHTING, TrainState
+from jax_impl.step import StepPlan, TrainStep, jitted_run_steps
 
 RUN_LENGTH = 16
 
 
 @functools.lru_cache(maxsize=16)
-def default_step(module: MultiTaskNetwork, lr: float, weighting: Weighting, mesh) -> TrainStep:
-    """The step for jax_impl.adam(lr), kept so that repeated fits reuse its compiled programs."""
-    return TrainStep(module, adam(lr), weighting, mesh)
+def default_tx(lr: float) -> optax.GradientTransformation:
+    """jax_impl.adam(lr), one object per lr: fits with equal settings share their compiled programs."""
+    return adam(lr)
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
@@ -56,73 +57,74 @@ def stack_batches(steps, batch_size: int, length: int) -> dict:
     return stacked
 
 
+def _pad_steps(array: np.ndarray, length: int) -> np.ndarray:
+    """(k, ...) -> (length, ...) by repeating the last entry: the padded steps are inactive."""
+    return np.concatenate([array, np.repeat(array[-1:], length - len(array), axis=0)])
+
+
 class JaxTrainer:
     """The backend half of ``fit``: runs scanned steps and forward passes for mtl_core's loop."""
 
-    def __init__(self, step: TrainStep, params, opt_state, batch_size: int):
-        self.step, self.params, self.opt_state = step, params, opt_state
+    def __init__(self, step: TrainStep, state: TrainState, batch_size: int):
+        self.step, self.state = step, state
         self.rows = padded_rows(batch_size, step.mesh)  # a multiple of the mesh's "data" axis
-        self._predict = jax.jit(
-            lambda params, x, index: step.module.apply({"params": params["params"]}, x, task_id=index),
-            static_argnums=2,
-        )
+        module = step.module
+        self._predict = jax.jit(lambda params, x, index: module.apply({"params": params["params"]}, x, task_id=index), static_argnums=2)
         self._eval_params = (None, None)
 
     def _host(self, tree):
         """Results as numpy arrays: on a mesh, the same on every process (computed once, globally)."""
         return tree if self.step.mesh is None else jax.tree_util.tree_map(host_copy, tree)
 
-    def train_run(self, steps, task_weights, record_norms) -> RunResult:
+    def train_run(self, steps, plan: RunPlan) -> RunResult:
         # Every run is RUN_LENGTH long (the tail marked inactive), so the scan compiles once per task set.
         k = len(steps)
         stacked = stack_batches(steps, self.rows, RUN_LENGTH)
         stacked = jax.device_put(stacked) if self.step.mesh is None else self.step.place_batches(stacked, row_axis=1)
-        active = np.arange(RUN_LENGTH) < k
-        record = np.zeros(RUN_LENGTH, bool)
-        record[:k] = record_norms
-        self.params, self.opt_state, losses, total, norms = self.step.run(
-            self.params, self.opt_state, stacked, task_weights, record, active
-        )
-        losses, total, norms = self._host((losses, total, norms))
+        plans = StepPlan(jnp.asarray(_pad_steps(plan.task_weights, RUN_LENGTH)), jnp.asarray(_pad_steps(plan.record_norms, RUN_LENGTH)))
+        active = jnp.asarray(np.arange(RUN_LENGTH) < k)
+        self.state, metrics = jitted_run_steps(self.step.spec, self.state, stacked, plans, active)
+        losses, total, norms = self._host((metrics.losses, metrics.total, metrics.grad_norms))
         return RunResult(losses={n: v[:k] for n, v in losses.items()}, total=total[:k], grad_norms=norms[:k])
+
+    @property
+    def params(self):
+        return self.state.params
 
     def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:
         if self._eval_params[0] is not self.params:  # evaluation runs on one device, from a host copy
             self._eval_params = (self.params, self._host(self.params))
         return np.asarray(self._predict(self._eval_params[1], as_network_input(pad_rows(X)), task_index))
 
-    def log_variances(self):
-        weighting = self.params.get("weighting")
-        return None if weighting is None else np.asarray(self._host(weighting["log_var"]))
+    def weighting_state(self) -> dict[str, np.ndarray]:
+        state = {name: np.asarray(value) for name, value in self._host(self.state.weighting).items()}
+        if WEIGHTING in self.params:
+            state["log_var"] = np.asarray(self._host(self.params[WEIGHTING]["log_var"]))
+        return state
 
 
 def fit(
     module: MultiTaskNetwork,
     data: Mapping[str, TaskData],
+    config: TrainConfig | None = None,
     *,
-    epochs: int = 6,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    curriculum="round_robin",
     eval_data: Mapping[str, TaskData] | None = None,
     params=None,
-    weighting="sum",
     tx: optax.GradientTransformation | None = None,
     opt_state=None,
-    grad_norm_every: int = 10,
-    first_epoch: int = 0,
     previous_losses=None,
-    progress: bool = False,
     return_opt_state: bool = False,
     mesh=None,
+    **options,
 ) -> tuple[dict, dict]:
-    """Train with Adam on the tasks in ``data``; return the trained params and the history.
+    """Train on the tasks in ``data`` as ``config`` says; return the trained params and the history.
 
-    ``params=None`` initialises from ``seed``; given params (e.g. imported from a torch model) are
-    the starting weights and are not modified. The batches come from mtl_core's curriculum for
-    ``seed``, the same as torch_ref.fit's. ``tx`` defaults to ``jax_impl.adam(lr)`` (optax.adam
-    with its hyper-parameters in its state). To resume, pass ``opt_state`` (from
+    ``config`` is a mtl_core.TrainConfig (default: the blog's recipe); its fields may also be given
+    as keywords (``epochs=2, lr=1e-2, weighting="dwa", ...``), which replace the config's.
+    ``params=None`` initialises from the config's seed; given params (e.g. imported from a torch
+    model) are the starting weights and are not modified. The batches come from mtl_core's
+    curriculum for the seed, the same as torch_ref.fit's. ``tx`` defaults to ``jax_impl.adam(lr)``
+    (optax.adam with its hyper-parameters in its state). To resume, pass ``opt_state`` (from
     ``return_opt_state=True`` or ``load_checkpoint``; its stored hyper-parameters win over ``lr``)
     and ``first_epoch`` (and ``previous_losses=<the earlier history["loss"]>`` for ``dwa``).
     ``return_opt_state=True`` returns ``(params, history, opt_state)``.
@@ -131,37 +133,26 @@ def fit(
     """
     if not isinstance(module, MultiTaskNetwork):
         raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
-    lr = check_positive(lr, "lr")
-    seed = check_count(seed, "seed")
+    config = training_config(config, options)
     checked = check_task_data(data, module.arch)
     input_dim = next(iter(checked.values())).input_dim
-    arch = module.arch.with_input_dim(input_dim)
-    weighting = resolve_weighting(weighting, module.tasks)
-    step = TrainStep(module, tx, weighting, mesh) if tx is not None else default_step(module, lr, weighting, mesh)
+    step = TrainStep(module, default_tx(config.lr) if tx is None else tx, config.weighting, mesh)
+    config = config.with_options(weighting=step.weighting)
     if params is None:
-        params = init_params(module, jax.random.key(seed), input_dim)
-    # Copies: the step donates its inputs, and the caller's params must stay valid.
-    params = step.init_params(jax.tree_util.tree_map(jnp.array, params))
-    step._check_params(params)
-    opt_state = step.init(params) if opt_state is None else step._grouped_state(jax.tree_util.tree_map(jnp.array, opt_state), params)
-    params, opt_state = step.place(params, opt_state)
-    trainer = JaxTrainer(step, params, opt_state, batch_size)
+        params = init_params(module, jax.random.key(config.seed), input_dim)
+    # Copies: the step donates its inputs, and the caller's params and opt_state must stay valid.
+    copy = functools.partial(jax.tree_util.tree_map, jnp.array)
+    state = step.init_state(copy(params), None if opt_state is None else copy(opt_state))
+    trainer = JaxTrainer(step, state, config.batch_size)
     history = fit_loop(
         trainer,
-        arch=arch,
-        weighting=step.weighting,
+        arch=module.arch.with_input_dim(input_dim),
+        config=config,
         data=data,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        curriculum=curriculum,
         eval_data=eval_data,
         run_length=RUN_LENGTH,
-        grad_norm_every=grad_norm_every,
-        first_epoch=first_epoch,
         previous_losses=previous_losses,
-        progress=progress,
     )
     if return_opt_state:
-        return trainer.params, history, trainer.opt_state
+        return trainer.params, history, trainer.state.opt_state
     return trainer.params, history

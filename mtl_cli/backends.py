@@ -25,8 +25,8 @@ BACKENDS = ("torch", "jax")
 
 
 def initial_weights(input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe) -> dict[str, np.ndarray]:
-    """The canonical start for ``recipe.seed``, drawn in numpy: the same model in every backend."""
-    return initial_params(check_architecture(tasks, recipe.hidden_dims, recipe.activation, input_dim), recipe.seed)
+    """The canonical start for the recipe's seed, drawn in numpy: the same model in every backend."""
+    return initial_params(check_architecture(tasks, recipe.hidden_dims, recipe.activation, input_dim), recipe.train.seed)
 
 
 def _in_chunks(logits_of, X: sp.csr_matrix) -> np.ndarray:
@@ -66,13 +66,10 @@ class TorchModel:
         import torch_ref
 
         if self.optimizer is None:
-            self.optimizer = torch_ref.adam(self.network, recipe.lr)
-        _, history = torch_ref.fit(
-            self.network, data, epochs=recipe.epochs, batch_size=recipe.batch_size, seed=recipe.seed,
-            curriculum=recipe.curriculum, weighting=recipe.weighting, eval_data=eval_data,
-            optimizer=self.optimizer, grad_norm_every=recipe.grad_norm_every, first_epoch=self.epochs_done, progress=progress,
-        )
-        self.epochs_done += recipe.epochs
+            self.optimizer = torch_ref.adam(self.network, recipe.train.lr)
+        config = recipe.train.with_options(first_epoch=self.epochs_done, progress=progress)
+        _, history = torch_ref.fit(self.network, data, config, eval_data=eval_data, optimizer=self.optimizer)
+        self.epochs_done += config.epochs
         return history
 
     def reset_optimizer(self) -> None:
@@ -130,13 +127,11 @@ class JaxModel:
     def fit(self, data: Mapping[str, TaskData], eval_data, recipe: Recipe, *, progress: bool) -> dict:
         import jax_impl
 
+        config = recipe.train.with_options(first_epoch=self.epochs_done, progress=progress)
         self.variables, history, self.opt_state = jax_impl.fit(
-            self.module, data, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed,
-            curriculum=recipe.curriculum, weighting=recipe.weighting, eval_data=eval_data, params=self.variables,
-            opt_state=self.opt_state, grad_norm_every=recipe.grad_norm_every, first_epoch=self.epochs_done,
-            progress=progress, return_opt_state=True,
+            self.module, data, config, eval_data=eval_data, params=self.variables, opt_state=self.opt_state, return_opt_state=True
         )
-        self.epochs_done += recipe.epochs
+        self.epochs_done += config.epochs
         return history
 
     def reset_optimizer(self) -> None:

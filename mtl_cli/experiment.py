@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from mtl_core.weighting import resolve_weighting
@@ -78,7 +78,7 @@ def check_experiment(tasks: Tasks, recipe: Recipe) -> None:
     untested = [t.name for t in tasks.specs if t.name not in tasks.test]
     if untested:
         raise ValueError(f"tasks {untested} have no held-out rows to evaluate on: raise --test-fraction or add rows")
-    resolve_weighting(recipe.weighting, tasks.specs)
+    resolve_weighting(recipe.train.weighting, tasks.specs)
 
 
 def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) -> BackendRun:
@@ -88,7 +88,7 @@ def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) ->
     start = multi.params()
     note(f"[{backend}] multi-task model: {', '.join(t.name for t in tasks.specs)}", quiet)
     multi_history = multi.fit(tasks.train, tasks.test, recipe, progress=not quiet)
-    single_recipe = replace(recipe, weighting=SINGLE_TASK_WEIGHTING)
+    single_recipe = recipe.with_training(weighting=SINGLE_TASK_WEIGHTING)
     singles = {}
     for spec in tasks.specs:
         own = {k: v for k, v in start.items() if k.startswith("trunk.") or k.startswith(f"heads.{spec.name}.")}
@@ -97,14 +97,14 @@ def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) ->
         own_train, own_test = {spec.name: tasks.train[spec.name]}, {spec.name: tasks.test[spec.name]}
         singles[spec.name] = model.fit(own_train, own_test, single_recipe, progress=not quiet)
     forgetting = None
-    if recipe.curriculum == "sequential":
+    if recipe.train.curriculum.name == "sequential":
         fresh = cls.build(tasks.input_dim, tasks.specs, recipe, params=start)
         forgetting = train_one_task_after_another(fresh, tasks, recipe, backend, quiet)
     return BackendRun(multi_history, singles, forgetting)
 
 
 def train_one_task_after_another(model, tasks: Tasks, recipe: Recipe, backend: str, quiet: bool) -> list[dict]:
-    """Train each task alone for ``recipe.epochs`` epochs, in order, on one model.
+    """Train each task alone for the recipe's epochs, in order, on one model.
 
     Each phase is a new training run of the library's ``fit`` (a fresh Adam), as when a trained
     model is fine-tuned on a new task. Every phase evaluates every task, so the first task's score
@@ -120,7 +120,7 @@ def train_one_task_after_another(model, tasks: Tasks, recipe: Recipe, backend: s
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = replace(recipe_from(args), grad_norm_every=GRAD_NORM_EVERY)
+    recipe = recipe_from(args).with_training(grad_norm_every=GRAD_NORM_EVERY)
     tasks = load_tasks(args)
     check_experiment(tasks, recipe)
     backends = BACKENDS if args.backend == "both" else (args.backend,)

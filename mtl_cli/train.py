@@ -56,14 +56,14 @@ def score_table(rows: dict[str, dict]) -> str:
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from(args)
     tasks = from_files(args.task, test_fraction=args.test_fraction, seed=args.seed)
-    resolve_weighting(recipe.weighting, tasks.specs)  # a bad --weighting fails before training, not after
+    resolve_weighting(recipe.train.weighting, tasks.specs)  # a bad --weighting fails before training, not after
     args.out.mkdir(parents=True, exist_ok=True)
     for name in (t.name for t in tasks.specs if t.name not in tasks.test):
         note(f"task {name!r} has no held-out rows (--test-fraction {args.test_fraction}): no score for it", args.quiet)
     model = model_class(args.backend).build(tasks.input_dim, tasks.specs, recipe)
-    note(f"[{args.backend}] training {', '.join(t.name for t in tasks.specs)} for {recipe.epochs} epochs", args.quiet)
+    note(f"[{args.backend}] training {', '.join(t.name for t in tasks.specs)} for {recipe.train.epochs} epochs", args.quiet)
     history = model.fit(tasks.train, tasks.test or None, recipe, progress=not args.quiet)
-    model.save(args.out / CHECKPOINT, weighting=recipe.weighting, vocabulary=tasks.vocabulary, label_names=tasks.label_names)
+    model.save(args.out / CHECKPOINT, weighting=recipe.train.weighting, vocabulary=tasks.vocabulary, label_names=tasks.label_names)
     rows = scores(tasks, history)
     metrics = {
         "tasks": rows,

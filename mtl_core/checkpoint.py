@@ -4,8 +4,10 @@ Tensors, all under canonical names (mtl_core.layout), kernels (in, out):
   "{name}"                    the network's weights (and "weighting.log_var" when learnt)
   "adam.exp_avg.{name}"       Adam's first moment,  "adam.exp_avg_sq.{name}" its second moment,
   "adam.step.{name}"          how many updates that parameter has had (int64 scalar)
+  "weighting.state.{key}"     the loss weighting's own state between steps (e.g. FAMO's logits)
 Metadata (strings): the format, the architecture (tasks, hidden_dims, activation, input_dim), the
-weighting, Adam's hyper-parameters, and optional "vocabulary" and "label_names" (JSON) from the CLI.
+weighting (its ``config()``), Adam's hyper-parameters, and optional "vocabulary" and "label_names"
+(JSON) from the CLI.
 Files are written to a temporary name and renamed, so a crash never leaves half a file in place.
 """
 
@@ -24,10 +26,11 @@ from safetensors.numpy import save_file
 from mtl_core.architecture import Architecture, check_architecture
 from mtl_core.layout import canonical_shapes, check_params
 from mtl_core.tasks import TaskSpec
-from mtl_core.weighting import Weighting, resolve_weighting
+from mtl_core.weighting import Weighting, weighting_from_config
 
 FORMAT = "mtl-twins-checkpoint/1"
 LOG_VARIANCE = "weighting.log_var"
+WEIGHTING_STATE = "weighting.state."
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
@@ -58,6 +61,7 @@ class Checkpoint:
     adam: AdamState | None = None
     vocabulary: tuple[str, ...] | None = None
     label_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    weighting_state: dict[str, np.ndarray] = field(default_factory=dict)  # the weighting's init_state() keys
 
 
 def _trained_names(arch: Architecture, weighting: Weighting) -> list[str]:
@@ -70,6 +74,7 @@ def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     tensors = dict(check_params(checkpoint.params, canonical_shapes(arch)))
     if checkpoint.weighting.learnable:
         tensors[LOG_VARIANCE] = np.asarray(checkpoint.log_variances)
+    tensors.update({WEIGHTING_STATE + key: np.asarray(value) for key, value in checkpoint.weighting_state.items()})
     if checkpoint.adam is not None:
         for name in _trained_names(arch, checkpoint.weighting):
             for moment in MOMENTS:
@@ -82,7 +87,7 @@ def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
         "hidden_dims": json.dumps(list(arch.hidden_dims)),
         "activation": arch.activation,
         "input_dim": str(arch.input_dim),
-        "weighting": json.dumps({"name": w.name, "fixed": w.fixed, "temperature": w.temperature}),
+        "weighting": json.dumps(w.config()),
         "label_names": json.dumps({k: list(v) for k, v in checkpoint.label_names.items()}),
     }
     if checkpoint.adam is not None:
@@ -127,11 +132,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         tasks = [TaskSpec(name, kind, int(n)) for name, kind, n in _metadata_json(metadata, "tasks", path)]
         arch = check_architecture(tasks, _metadata_json(metadata, "hidden_dims", path), metadata.get("activation"), int(metadata.get("input_dim", "0")))
-        spec = _metadata_json(metadata, "weighting", path)
-        if spec["name"] == "fixed":
-            weighting = resolve_weighting(dict(zip([t.name for t in tasks], spec["fixed"])), tasks)
-        else:
-            weighting = resolve_weighting(spec["name"], tasks, temperature=spec["temperature"])
+        weighting = weighting_from_config(_metadata_json(metadata, "weighting", path), tasks)
     except (TypeError, ValueError, KeyError) as error:
         raise ValueError(f"{path}: checkpoint metadata does not describe a network ({error})") from None
     names = _trained_names(arch, weighting)
@@ -162,4 +163,15 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
                 raise ValueError(f"{path}: Adam moments of {n!r} do not have the parameter's shape {shape}")
     vocabulary = _metadata_json(metadata, "vocabulary", path, default=[]) or None
     label_names = {k: tuple(v) for k, v in _metadata_json(metadata, "label_names", path, default={}).items()}
-    return Checkpoint(arch, params, weighting, log_variances, adam, None if vocabulary is None else tuple(vocabulary), label_names)
+    state = _weighting_state(tensors, weighting, path)
+    return Checkpoint(arch, params, weighting, log_variances, adam, None if vocabulary is None else tuple(vocabulary), label_names, state)
+
+
+def _weighting_state(tensors: dict, weighting: Weighting, path: Path) -> dict[str, np.ndarray]:
+    """The saved state of the weighting, checked against the state it starts from (keys and shapes)."""
+    expected = weighting.init_state()
+    found = {key[len(WEIGHTING_STATE) :]: value for key, value in tensors.items() if key.startswith(WEIGHTING_STATE)}
+    if found.keys() != expected.keys() or any(found[k].shape != expected[k].shape for k in expected):
+        shapes = {k: tuple(v.shape) for k, v in expected.items()}
+        raise ValueError(f"{path}: {weighting.name} weighting needs the state {shapes}, the file holds {sorted(found)}")
+    return found

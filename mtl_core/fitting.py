@@ -8,7 +8,6 @@ the same order and return histories of the same structure.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
@@ -16,10 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from mtl_core.architecture import Architecture
-from mtl_core.curricula import check_batch_size, epoch_schedule, resolve_curriculum, same_task_runs
+from mtl_core.config import TrainConfig
+from mtl_core.curricula import epoch_schedule, same_task_runs
 from mtl_core.data.task_data import TaskData
 from mtl_core.metrics import task_metric
-from mtl_core.weighting import Weighting, dwa_coefficients
 
 EVAL_CHUNK = 4096
 
@@ -41,27 +40,23 @@ class RunResult:
     grad_norms: object
 
 
+@dataclass
+class RunPlan:
+    """What the loop decides for a run of K steps: each step's loss weights, which steps record norms."""
+
+    task_weights: np.ndarray  # (K, T) the c_t of each step over all model tasks (mtl_core.weighting)
+    record_norms: np.ndarray  # (K,) bool
+
+
 class Trainer(Protocol):
-    def train_run(self, steps: list[StepBatches], task_weights: np.ndarray, record_norms: np.ndarray) -> RunResult:
-        """Run one optimiser step per entry of ``steps``; task_weights (T,) over all model tasks."""
+    def train_run(self, steps: list[StepBatches], plan: RunPlan) -> RunResult:
+        """Run one optimiser step per entry of ``steps``."""
 
     def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:
         """Logits (n, num_outputs) of one task's head."""
 
-    def log_variances(self) -> np.ndarray | None:
-        """The learnt log-variances (T,) of ``uncertainty`` weighting, else None."""
-
-
-def check_positive(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def check_count(value, what: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    def weighting_state(self) -> dict[str, np.ndarray]:
+        """The weighting's learnt log-variances ("log_var", uncertainty) and own state (e.g. FAMO's logits)."""
 
 
 def check_task_data(data, arch: Architecture, what: str = "data") -> dict[str, TaskData]:
@@ -165,57 +160,50 @@ def fit_loop(
     trainer: Trainer,
     *,
     arch: Architecture,
-    weighting: Weighting,
+    config: TrainConfig,
     data: Mapping[str, TaskData],
-    epochs: int,
-    batch_size: int,
-    seed: int,
-    curriculum,
     eval_data: Mapping[str, TaskData] | None = None,
     run_length: int = 1,
-    grad_norm_every: int = 10,
-    first_epoch: int = 0,
     previous_losses: Mapping[str, Sequence[float]] | None = None,
-    progress: bool = False,
 ) -> dict:
-    """Train for ``epochs`` epochs and return the history (see ``new_history``).
+    """Train for ``config.epochs`` epochs and return the history (see ``new_history``).
 
-    Epochs are numbered from ``first_epoch``: a run resumed from a checkpoint after k epochs passes
-    k and draws exactly the batches the uninterrupted run would have drawn. ``previous_losses``
-    ({task: per-epoch training losses}, the earlier run's ``history["loss"]``) lets ``dwa``
-    weighting resume with the weights the uninterrupted run would have used.
+    ``config.weighting`` must be bound to ``arch.tasks`` (mtl_core.weighting.resolve_weighting).
+    Epochs are numbered from ``config.first_epoch``: a run resumed from a checkpoint after k epochs
+    passes k and draws exactly the batches the uninterrupted run would have drawn.
+    ``previous_losses`` ({task: per-epoch training losses}, the earlier run's ``history["loss"]``)
+    lets ``dwa`` weighting resume with the weights the uninterrupted run would have used. Step
+    ``i`` of epoch ``e`` draws its random choices (RLW's weights) under the key ``(e, i)``.
     """
     data = check_task_data(data, arch)
     eval_data = None if eval_data is None else check_task_data(eval_data, arch, "eval_data")
-    epochs = check_count(epochs, "epochs")
-    batch_size = check_batch_size(batch_size)
-    seed = check_count(seed, "seed")
-    grad_norm_every = check_count(grad_norm_every, "grad_norm_every", minimum=1)
-    first_epoch = check_count(first_epoch, "first_epoch")
-    curriculum = resolve_curriculum(curriculum)
+    weighting = config.weighting
     sizes = {name: len(task_data) for name, task_data in data.items()}
     names = [t.name for t in arch.tasks]
     history = new_history(arch, eval_data is not None)
-    task_weights = weighting.initial_task_weights()
     epoch_losses = _previous_losses(previous_losses, names)
-    if weighting.name == "dwa" and first_epoch >= 2 and len(epoch_losses) < 2:
+    if weighting.uses_epoch_losses and config.first_epoch >= 2 and len(epoch_losses) < 2:
         raise ValueError(
-            f"dwa weighting sets each epoch's loss weights from the two previous epochs' training losses; "
-            f"a run resumed at first_epoch={first_epoch} needs them: pass previous_losses=<the earlier history['loss']>"
+            f"{weighting.name} weighting sets each epoch's loss weights from the two previous epochs' training losses; "
+            f"a run resumed at first_epoch={config.first_epoch} needs them: pass previous_losses=<the earlier history['loss']>"
         )
-    bar = _progress_bar(epochs, progress)
-    for epoch in range(first_epoch, first_epoch + epochs):
-        if weighting.name == "dwa":
-            task_weights = dwa_coefficients(epoch_losses, names, weighting.temperature)
+    bar = _progress_bar(config.epochs, config.progress)
+    for epoch in range(config.first_epoch, config.first_epoch + config.epochs):
+        epoch_weights = weighting.epoch_task_weights(epoch_losses)
         log = _EpochLog(arch)
-        step_index = 0
-        schedule = epoch_schedule(curriculum, sizes, batch_size, seed, epoch)
-        record_all = norm_steps(schedule, grad_norm_every)
+        step_index, weights = 0, epoch_weights  # weights: the last step's, for the history
+        schedule = epoch_schedule(config.curriculum, sizes, config.batch_size, config.seed, epoch)
+        record_all = norm_steps(schedule, config.grad_norm_every)
         for run in same_task_runs(schedule, run_length):
-            record = record_all[step_index : step_index + len(run)]
+            indices = range(step_index, step_index + len(run))
+            plan = RunPlan(
+                task_weights=np.stack([weighting.step_task_weights(epoch_weights, (epoch, i)) for i in indices]),
+                record_norms=record_all[step_index : step_index + len(run)],
+            )
             steps = [_step_batches(step, data) for step in run]
-            log.add(steps, record, trainer.train_run(steps, task_weights, record))
+            log.add(steps, plan.record_norms, trainer.train_run(steps, plan))
             step_index += len(run)
+            weights = plan.task_weights[-1]
         means, total, norms, n_steps = log.summary()
         epoch_losses.append({name: means.get(name, math.nan) for name in names})
         history["epoch"].append(epoch + 1)
@@ -225,7 +213,8 @@ def fit_loop(
             history["loss"][name].append(means.get(name, math.nan))
         for layer, value in zip(arch.layer_names, norms):
             history["grad_norm"][layer].append(float(value))
-        for name, value in zip(names, weighting.effective(task_weights, trainer.log_variances())):
+        state = trainer.weighting_state()
+        for name, value in zip(names, weighting.effective(weights, state.get("log_var"), state)):
             history["loss_weights"][name].append(float(value))
         if eval_data is not None:
             for index, task in enumerate(arch.tasks):

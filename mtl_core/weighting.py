@@ -1,90 +1,193 @@
-"""Loss weighting: how the per-task losses of a step become the one loss that is back-propagated.
+"""Loss weightings: how a step's per-task losses become the objectives it differentiates.
 
-total = sum_t c_t * L_t (+ sum_t s_t for ``uncertainty``), over the tasks present in the step.
+A weighting is plain data (a frozen dataclass, hashable: a static jit argument), bound to the
+model's task names by ``resolve_weighting``. Its maths is written once, against an ``ArrayOps``
+(mtl_core.array_ops), so that both backends run the very same formulas:
 
-sum          c_t = 1 (the blog's recipe)
-mean         c_t = 1 / (number of tasks in the step)
-fixed        c_t = the user's weight for task t (given as a mapping {task name: weight})
-uncertainty  c_t = exp(-s_t), plus s_t: Kendall, Gal & Cipolla (2018) with a learnable
-             log-variance s_t = log sigma_t^2 per task, trained with the network, started at 0.
-dwa          c_t = T * softmax(r / temperature)_t with r_t = L_t(e-1) / L_t(e-2), the ratio of
-             the task's mean training loss in the two previous epochs (Liu, Johns & Davison 2019);
-             c_t = 1 for the first two epochs. Computed here, once per epoch, for both backends.
+``objectives(ops, losses, index, task_weights, state, log_var) -> f``: one objective f_i per task
+present in the step. The summed step back-propagates sum_i f_i; an aggregator (mtl_core.aggregation)
+combines the trunk gradients of the f_i instead, and every head gets the gradient of its own f_i.
+``task_weights`` (T,) are the c_t the host decides for the step: the fixed weights, DWA's weights of
+the epoch, RLW's draw. ``state`` is the weighting's own state between steps (``init_state``), which
+``update_state`` advances after the optimiser step (FAMO).
+
+sum          f_t = c_t L_t with c_t = 1 (the blog's recipe)
+mean         f_t = c_t L_t / (number of tasks in the step)
+fixed        f_t = c_t L_t with the user's c_t
+uncertainty  f_t = exp(-s_t) L_t + s_t, s_t a learnable log-variance started at 0 (Kendall, Gal &
+             Cipolla 2018); s lives with the parameters and is trained by the optimiser
+dwa          c_t = T softmax(r / temperature)_t, r_t = L_t(e-1) / L_t(e-2) from the two previous
+             epochs' mean training losses, c_t = 1 in the first two (Liu, Johns & Davison 2019)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from mtl_core.array_ops import ArrayOps
 from mtl_core.tasks import TaskSpec
 
 WEIGHTINGS = ("sum", "mean", "fixed", "uncertainty", "dwa")
 
 
+def _positive(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{what} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _non_negative(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Weighting:
-    """A checked weighting for a given tuple of tasks (hashable: a static jit argument)."""
+    """The shared behaviour; subclasses set ``name`` and override what differs.
 
-    name: str
-    task_names: tuple[str, ...]
-    fixed: tuple[float, ...] | None = None
-    temperature: float = 2.0
+    ``task_names`` is empty until ``resolve_weighting`` binds the weighting to a model's tasks.
+    """
 
-    @property
-    def learnable(self) -> bool:
-        return self.name == "uncertainty"
+    name: ClassVar[str]
+    learnable: ClassVar[bool] = False  # has parameters the optimiser trains (uncertainty)
+    stateful: ClassVar[bool] = False  # carries state from step to step (famo)
+    uses_epoch_losses: ClassVar[bool] = False  # its weights follow the previous epochs' losses (dwa)
+    task_names: tuple[str, ...] = ()
 
+    # -- what the host decides --------------------------------------------------------------------
     def initial_task_weights(self) -> np.ndarray:
-        """Per-task weights (T,) before any training: the fixed ones, else all 1.
-
-        ``mean`` divides them by the number of tasks in each step; ``dwa`` replaces them every epoch.
-        """
-        if self.name == "fixed":
-            return np.array(self.fixed, dtype=np.float64)
+        """The c_t (T,) before any training: the fixed weights, else all 1."""
         return np.ones(len(self.task_names))
 
-    def effective(self, task_weights: np.ndarray, log_variances: np.ndarray | None = None) -> np.ndarray:
-        """The c_t (T,) a step with every task applies, for reports and histories."""
-        if self.name == "uncertainty":
-            return np.exp(-np.asarray(log_variances, dtype=np.float64))
-        if self.name == "mean":
-            return np.asarray(task_weights, dtype=np.float64) / len(self.task_names)
+    def epoch_task_weights(self, epoch_losses: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The c_t (T,) of the next epoch, from the mean training losses of the epochs so far."""
+        del epoch_losses
+        return self.initial_task_weights()
+
+    def step_task_weights(self, epoch_weights: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
+        """The c_t (T,) of the step drawn under ``key``: the epoch's, unless the weighting draws its own."""
+        del key
+        return epoch_weights
+
+    def init_state(self) -> dict[str, np.ndarray]:
+        """The weighting's state between steps (float64 numpy; backends cast it): none by default."""
+        return {}
+
+    # -- the maths of a step (ops: numpy, jax or torch) --------------------------------------------
+    def objectives(self, ops: ArrayOps, losses, index: Sequence[int], task_weights, state: Mapping, log_var):
+        """f (n,) for the losses (n,) of the tasks at model positions ``index`` in this step."""
+        del ops, state, log_var
+        return task_weights[np.asarray(index)] * losses
+
+    def update_state(self, ops: ArrayOps, state: Mapping, index: Sequence[int], before, after) -> dict:
+        """The state after a step whose present tasks had losses ``before`` and ``after`` the update."""
+        del ops, index, before, after
+        return dict(state)
+
+    # -- reports ----------------------------------------------------------------------------------
+    def effective(self, task_weights: np.ndarray, log_variances=None, state: Mapping | None = None) -> np.ndarray:
+        """The c_t (T,) a step with every task applies, for histories and reports."""
+        del log_variances, state
         return np.asarray(task_weights, dtype=np.float64)
 
+    def config(self) -> dict:
+        """JSON-safe description: the name and the options (checkpoints and reports)."""
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "task_names"}
+        return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}}
 
-def resolve_weighting(weighting, tasks: Sequence[TaskSpec], temperature: float = 2.0) -> Weighting:
-    """Accept a name in WEIGHTINGS, a {task name: weight} mapping (fixed), or a Weighting."""
-    names = tuple(t.name for t in tasks)
-    if isinstance(weighting, Weighting):
-        if weighting.task_names != names:
-            raise ValueError(f"weighting was built for tasks {weighting.task_names}, the model has {names}")
-        return weighting
-    if isinstance(weighting, Mapping):
-        unknown = [k for k in weighting if k not in names]
-        missing = [n for n in names if n not in weighting]
-        if unknown or missing:
-            raise ValueError(
-                f"fixed loss weights must name every task exactly once: unknown {unknown}, missing {missing}"
-            )
-        values = []
-        for name in names:
-            value = weighting[name]
+    def bind(self, names: tuple[str, ...]) -> "Weighting":
+        """This weighting for a model whose tasks are ``names`` (checked)."""
+        if self.task_names and self.task_names != names:
+            raise ValueError(f"weighting was built for tasks {self.task_names}, the model has {names}")
+        return self if self.task_names == names else dataclasses.replace(self, task_names=names)
+
+
+@dataclass(frozen=True)
+class Sum(Weighting):
+    name: ClassVar[str] = "sum"
+
+
+@dataclass(frozen=True)
+class Mean(Weighting):
+    name: ClassVar[str] = "mean"
+
+    def objectives(self, ops, losses, index, task_weights, state, log_var):
+        return super().objectives(ops, losses, index, task_weights, state, log_var) / len(index)
+
+    def effective(self, task_weights, log_variances=None, state=None):
+        return np.asarray(task_weights, dtype=np.float64) / len(self.task_names)
+
+
+@dataclass(frozen=True)
+class Fixed(Weighting):
+    """The user's weight per task: ``weights`` {task name: weight >= 0} (held as sorted pairs)."""
+
+    name: ClassVar[str] = "fixed"
+    weights: tuple[tuple[str, float], ...] | Mapping[str, float] = ()
+
+    def __post_init__(self):
+        pairs = self.weights.items() if isinstance(self.weights, Mapping) else self.weights
+        checked = []
+        for task, value in pairs:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"the loss weight of task {name!r} must be a finite number >= 0, got {value!r}")
-            values.append(float(value))
-        return Weighting("fixed", names, fixed=tuple(values))
-    if weighting == "fixed":
-        raise ValueError("fixed weighting needs its weights: pass a mapping {task name: weight}")
-    if not isinstance(weighting, str) or weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS} or a mapping of task weights, got {weighting!r}")
-    if not isinstance(temperature, numbers.Real) or not temperature > 0:
-        raise ValueError(f"the dwa temperature must be a number > 0, got {temperature!r}")
-    return Weighting(weighting, names, temperature=float(temperature))
+                raise ValueError(f"the loss weight of task {task!r} must be a finite number >= 0, got {value!r}")
+            checked.append((task, float(value)))
+        object.__setattr__(self, "weights", tuple(checked))
+
+    @property
+    def fixed(self) -> tuple[float, ...]:
+        """The weights in the model's task order (once bound)."""
+        given = dict(self.weights)
+        return tuple(given[name] for name in self.task_names)
+
+    def initial_task_weights(self) -> np.ndarray:
+        return np.array(self.fixed, dtype=np.float64)
+
+    def config(self) -> dict:
+        return {"name": self.name, "weights": dict(self.weights)}
+
+    def bind(self, names):
+        if self.task_names:
+            return super().bind(names)
+        given = dict(self.weights)
+        unknown = [k for k in given if k not in names]
+        missing = [n for n in names if n not in given]
+        if unknown or missing:
+            raise ValueError(f"fixed loss weights must name every task exactly once: unknown {unknown}, missing {missing}")
+        return Fixed(task_names=names, weights=tuple((n, given[n]) for n in names))
+
+
+@dataclass(frozen=True)
+class Uncertainty(Weighting):
+    name: ClassVar[str] = "uncertainty"
+    learnable: ClassVar[bool] = True
+
+    def objectives(self, ops, losses, index, task_weights, state, log_var):
+        s = log_var[np.asarray(index)]
+        return ops.xp.exp(-s) * losses + s
+
+    def effective(self, task_weights, log_variances=None, state=None):
+        return np.exp(-np.asarray(log_variances, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class DWA(Weighting):
+    name: ClassVar[str] = "dwa"
+    uses_epoch_losses: ClassVar[bool] = True
+    temperature: float = 2.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "temperature", _positive(self.temperature, "the dwa temperature"))
+
+    def epoch_task_weights(self, epoch_losses):
+        return dwa_coefficients(epoch_losses, self.task_names, self.temperature)
 
 
 def dwa_coefficients(epoch_losses: Sequence[Mapping[str, float]], names: Sequence[str], temperature: float) -> np.ndarray:
@@ -95,3 +198,39 @@ def dwa_coefficients(epoch_losses: Sequence[Mapping[str, float]], names: Sequenc
     ratios = np.array([last[n] / before[n] if before[n] > 0 else 1.0 for n in names])
     scaled = np.exp((ratios - ratios.max()) / temperature)
     return len(names) * scaled / scaled.sum()
+
+
+_BY_NAME = {cls.name: cls for cls in (Sum, Mean, Fixed, Uncertainty, DWA)}
+
+
+def resolve_weighting(weighting: Any, tasks: Sequence[TaskSpec], **options) -> Weighting:
+    """A Weighting bound to ``tasks`` from a name in WEIGHTINGS (``options`` go to its class), a
+    {task name: weight} mapping (fixed), or a Weighting (unbound, or bound to the same tasks)."""
+    names = tuple(t.name for t in tasks)
+    return as_weighting(weighting, **options).bind(names)
+
+
+def as_weighting(weighting: Any, **options) -> Weighting:
+    """A Weighting, not yet bound to tasks, from any of the forms ``resolve_weighting`` accepts."""
+    if isinstance(weighting, Weighting):
+        return weighting
+    if isinstance(weighting, Mapping):
+        return Fixed(weights=weighting)
+    if weighting == "fixed":
+        raise ValueError("fixed weighting needs its weights: pass a mapping {task name: weight}")
+    if not isinstance(weighting, str) or weighting not in _BY_NAME:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS} or a mapping of task weights, got {weighting!r}")
+    return _BY_NAME[weighting](**options)
+
+
+def weighting_from_config(config: Mapping, tasks: Sequence[TaskSpec]) -> Weighting:
+    """The inverse of ``Weighting.config()``, bound to ``tasks``; unknown names raise ValueError."""
+    name = config.get("name")
+    if name == "fixed":  # checkpoints before the weights were named held them as a list in task order
+        weights = config["weights"] if "weights" in config else dict(zip((t.name for t in tasks), config["fixed"]))
+        return resolve_weighting(weights, tasks)
+    cls = _BY_NAME.get(name)
+    if cls is None:
+        raise ValueError(f"unknown weighting {name!r}; known: {WEIGHTINGS}")
+    fields = {f.name for f in dataclasses.fields(cls)} - {"task_names"}
+    return resolve_weighting(name, tasks, **{k: v for k, v in config.items() if k in fields})

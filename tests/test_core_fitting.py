@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mtl_core import TaskSpec, check_architecture, epoch_schedule, resolve_weighting
+from mtl_core import TaskSpec, TrainConfig, check_architecture, epoch_schedule, resolve_weighting
 from mtl_core.data import TaskData
 from mtl_core.fitting import RunResult, check_task_data, fit_loop, new_history
 from mtl_core.weighting import dwa_coefficients
@@ -31,11 +31,11 @@ class ScriptedTrainer:
 
     def __init__(self, steps_per_epoch=1, decay=None):
         self.steps_per_epoch, self.decay = steps_per_epoch, decay or {}
-        self.calls = []  # (steps, task_weights, record_norms) of every train_run
+        self.calls = []  # (steps, task_weights (K, T), record_norms (K,)) of every train_run
         self.step_count = 0
 
-    def train_run(self, steps, task_weights, record_norms):
-        self.calls.append((steps, np.array(task_weights), np.array(record_norms)))
+    def train_run(self, steps, plan):
+        self.calls.append((steps, np.array(plan.task_weights), np.array(plan.record_norms)))
         epochs = (self.step_count + np.arange(len(steps))) // self.steps_per_epoch
         self.step_count += len(steps)
         losses = {
@@ -49,23 +49,19 @@ class ScriptedTrainer:
     def predict_logits(self, task_index, X):
         return np.zeros((X.shape[0], TASKS[task_index].num_outputs))
 
-    def log_variances(self):
-        return None
+    def weighting_state(self):
+        return {}
+
+
+LOOP_ARGUMENTS = ("eval_data", "run_length", "previous_losses")  # fit_loop's own; the rest is TrainConfig's
 
 
 def run(trainer=None, *, data=None, weighting="sum", epochs=2, curriculum="sequential", **kwargs):
     trainer = trainer or ScriptedTrainer(SEQUENTIAL_STEPS)
-    history = fit_loop(
-        trainer,
-        arch=ARCH,
-        weighting=resolve_weighting(weighting, TASKS),
-        data=make_data() if data is None else data,
-        epochs=epochs,
-        batch_size=BATCH,
-        seed=0,
-        curriculum=curriculum,
-        **kwargs,
-    )
+    loop = {name: kwargs.pop(name) for name in LOOP_ARGUMENTS if name in kwargs}
+    settings = dict(weighting=resolve_weighting(weighting, TASKS), epochs=epochs, batch_size=BATCH, seed=0, curriculum=curriculum)
+    config = TrainConfig(**{**settings, **kwargs})
+    history = fit_loop(trainer, arch=ARCH, config=config, data=make_data() if data is None else data, **loop)
     return trainer, history
 
 
@@ -149,7 +145,7 @@ def test_runs_hold_at_most_run_length_steps_of_the_same_tasks():
 
 def test_fixed_and_mean_weightings_reach_the_trainer_and_the_history():
     trainer, history = run(weighting={"r1": 2.0, "r2": 0.5}, epochs=1)
-    assert all(np.array_equal(weights, [2.0, 0.5]) for _, weights, _ in trainer.calls)
+    assert all(np.all(weights == [2.0, 0.5]) for _, weights, _ in trainer.calls)
     assert history["loss_weights"] == {"r1": [2.0], "r2": [0.5]}
     _, history = run(weighting="mean", epochs=1)
     assert history["loss_weights"] == {"r1": [0.5], "r2": [0.5]}
@@ -161,7 +157,7 @@ def test_dwa_weights_follow_the_loss_ratios_of_the_two_previous_epochs():
     expected = dwa_coefficients([{"r1": 2.0, "r2": 1.0}, {"r1": 1.0, "r2": 1.0}], ["r1", "r2"], 2.0)
     assert expected[0] < 1.0 < expected[1]  # r1 learns faster, so r2 weighs more
     for epoch, weights in enumerate([np.ones(2), np.ones(2), expected, expected]):
-        used = [w for _, w, _ in trainer.calls[epoch * SEQUENTIAL_STEPS : (epoch + 1) * SEQUENTIAL_STEPS]]
+        used = np.concatenate([w for _, w, _ in trainer.calls[epoch * SEQUENTIAL_STEPS : (epoch + 1) * SEQUENTIAL_STEPS]])
         np.testing.assert_allclose(used, np.tile(weights, (SEQUENTIAL_STEPS, 1)), rtol=1e-14)
         np.testing.assert_allclose([history["loss_weights"][n][epoch] for n in ("r1", "r2")], weights, rtol=1e-14)
 
@@ -230,10 +226,8 @@ def test_check_task_data_rejects_data_unfit_for_the_model(data, error, pattern):
     ],
 )
 def test_fit_loop_rejects_bad_settings(kwargs, error, pattern):
-    arguments = dict(arch=ARCH, weighting=resolve_weighting("sum", TASKS), data=make_data(), epochs=1, batch_size=BATCH, seed=0, curriculum="sequential")
-    arguments.update(kwargs)
     with pytest.raises(error, match=pattern):
-        fit_loop(ScriptedTrainer(), **arguments)
+        run(ScriptedTrainer(), **{"epochs": 1, **kwargs})
 
 
 def test_every_head_trained_in_an_epoch_gets_a_gradient_norm_even_when_sampling_is_sparse():

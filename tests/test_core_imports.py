@@ -11,6 +11,9 @@ CORE_MODULES = (
     "mtl_core.sparse",
     "mtl_core.labels",
     "mtl_core.checkpoint",
+    "mtl_core.config",
+    "mtl_core.batches",
+    "mtl_core.array_ops",
 )
 
 

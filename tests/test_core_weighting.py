@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mtl_core import WEIGHTINGS, TaskSpec, Weighting, resolve_weighting
-from mtl_core.weighting import dwa_coefficients
+from mtl_core.weighting import Sum, dwa_coefficients
 
 TASKS = (TaskSpec("movie", "binary", 1), TaskSpec("yelp", "multiclass", 3), TaskSpec("score", "regression", 1))
 NAMES = ("movie", "yelp", "score")
@@ -78,7 +78,7 @@ def test_dwa_temperature_flattens_the_weights():
         ({"movie": 1.0, "yelp": "2", "score": 1.0}, {}, r"task 'yelp' .* got '2'"),
         ({"movie": True, "yelp": 1.0, "score": 1.0}, {}, r"task 'movie' .* got True"),
         ("dwa", {"temperature": 0.0}, r"dwa temperature must be a number > 0, got 0\.0"),
-        (Weighting("sum", ("movie", "yelp")), {}, r"built for tasks \('movie', 'yelp'\)"),
+        (Sum(task_names=("movie", "yelp")), {}, r"built for tasks \('movie', 'yelp'\)"),
     ],
 )
 def test_bad_weightings_are_rejected_naming_the_bad_value(weighting, kwargs, pattern):

@@ -144,3 +144,12 @@ def test_fit_rejects_params_of_another_width_than_the_data(module, initial, help
 def test_fit_rejects_a_module_of_another_class(reviews):
     with pytest.raises(TypeError, match=r"module must be a jax_impl\.MultiTaskNetwork, got str"):
         jax_impl.fit("module", reviews[0])
+
+
+def test_a_train_config_and_the_same_keywords_give_the_same_fit(module, initial, reviews, fitted):
+    from mtl_core import TrainConfig
+
+    params, history = jax_impl.fit(module, reviews[0], TrainConfig(seed=0, **SETTINGS), eval_data=reviews[1], params=initial)
+    assert history == fitted[1] and same_params(params, fitted[0])
+    with pytest.raises(TypeError, match=r"unknown training option\(s\) \['epoch'\]"):
+        jax_impl.fit(module, reviews[0], epoch=1)

@@ -235,3 +235,39 @@ def test_make_train_step_rejects_bad_arguments(module, args, error, pattern):
     module_arg, tx, weighting = args
     with pytest.raises(error, match=pattern):
         jax_impl.make_train_step(module_arg or module, tx, weighting)
+
+
+def test_train_step_is_pure_and_runs_without_jit_as_the_jitted_step_does(initial, step, helpers):
+    batches = helpers.batches(seed=14)
+    state = step.init_state(fresh(initial))
+    before = snapshot(state)
+    eager_state, eager = jax_impl.train_step(step.spec, state, step.prepare(batches), step.plan())
+    assert trees_equal(snapshot(state), before)  # nothing of the input changed, nothing was donated
+    jitted_state, jitted = step.apply(step.init_state(fresh(initial)), batches)
+    assert isinstance(jitted_state, jax_impl.TrainState) and set(jitted.losses) == {"movie", "yelp"}
+    np.testing.assert_allclose(float(eager.total), float(jitted.total), rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(eager_state.params), jax.tree_util.tree_leaves(jitted_state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_loss_fn_gives_the_weighted_total_and_each_tasks_loss(module, initial, step, helpers):
+    batches = helpers.batches(seed=15)
+    expected = hand_losses(module, initial, batches)
+    total, losses = jax_impl.loss_fn(step.spec, initial, step.prepare(batches), jnp.array([2.0, 0.5]), {})
+    assert float(losses["movie"]) == pytest.approx(expected["movie"], rel=1e-6)
+    assert float(total) == pytest.approx(2.0 * expected["movie"] + 0.5 * expected["yelp"], rel=1e-6)
+
+
+def test_the_state_passing_step_compiles_once_for_repeated_shapes(initial, step, helpers):
+    from jax_impl.step import jitted_train_step
+
+    state, _ = step.apply(step.init_state(fresh(initial)), helpers.batches(seed=16))
+    compiled = jitted_train_step._cache_size()
+    state, _ = step.apply(state, helpers.batches(seed=17))
+    assert jitted_train_step._cache_size() == compiled
+
+
+def test_apply_refuses_anything_but_a_train_state(initial, step, helpers):
+    params = fresh(initial)
+    with pytest.raises(TypeError, match=r"state must be a jax_impl\.TrainState .* got tuple"):
+        step.apply((params, step.init(params)), helpers.batches())

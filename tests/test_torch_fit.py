@@ -117,3 +117,13 @@ def test_fit_rejects_data_of_another_width_or_task(helpers, reviews):
 def test_fit_rejects_a_model_of_another_class(reviews):
     with pytest.raises(TypeError, match=r"torch_ref\.MultiTaskNetwork, got Linear"):
         torch_ref.fit(torch.nn.Linear(2, 2), reviews[0])
+
+
+def test_a_train_config_and_the_same_keywords_give_the_same_fit(helpers, reviews):
+    from mtl_core import TrainConfig
+
+    by_keywords, history = fit(helpers, reviews)
+    by_config, config_history = torch_ref.fit(new_model(helpers), reviews[0], TrainConfig(epochs=2, batch_size=16, lr=1e-2, seed=0))
+    assert params_equal(by_keywords, by_config) and history == config_history
+    with pytest.raises(TypeError, match=r"unknown training option\(s\) \['epoch'\]"):
+        torch_ref.fit(new_model(helpers), reviews[0], epoch=1)

@@ -76,12 +76,11 @@ class DistributedTrainStep(TrainStep):
     def _log_variances_in_graph(self):
         return None if self.weighting_module is None else self.weighting_module()
 
-    def _reported(self, losses: dict, prepared: list[TaskBatch], task_weights):
+    def _global_losses(self, losses: torch.Tensor) -> torch.Tensor:
         """Global batch losses: each rank's scaled sum, summed over ranks, divided by the ranks."""
-        local = torch.stack([loss.detach() for loss in losses.values()])
-        dist.all_reduce(local)
-        world = dist.get_world_size()
-        return super()._reported(dict(zip(losses, local / world)), prepared, task_weights)
+        losses = losses.clone()
+        dist.all_reduce(losses)
+        return losses / dist.get_world_size()
 
 
 @contextlib.contextmanager

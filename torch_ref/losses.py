@@ -1,4 +1,4 @@
-"""Per-task losses (mean over a batch's rows) and their weighted combination."""
+"""Per-task losses: the mean over a batch's (unmasked) rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from mtl_core.tasks import TaskSpec
-from mtl_core.weighting import Weighting
 
 
 def example_losses(spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -33,22 +32,3 @@ def task_loss(
     if mask is not None:
         losses = losses * mask.to(losses.dtype)
     return losses.sum() / (mask.sum() if denominator is None else denominator)
-
-
-def combine_losses(
-    weighting: Weighting,
-    losses: list[torch.Tensor],
-    task_indices: list[int],
-    task_weights: torch.Tensor,
-    log_variances: torch.Tensor | None,
-) -> torch.Tensor:
-    """The one loss to back-propagate, from the losses of the tasks present (see mtl_core.weighting)."""
-    stacked = torch.stack(losses)
-    index = torch.tensor(task_indices, device=stacked.device)
-    if weighting.learnable:
-        s = log_variances[index]
-        return (torch.exp(-s) * stacked + s).sum()
-    weights = task_weights[index].to(stacked.dtype)
-    if weighting.name == "mean":
-        weights = weights / len(task_indices)
-    return (weights * stacked).sum()

@@ -1,4 +1,4 @@
-"""One training step: every task's loss on its batch, their weighted sum, one optimiser step."""
+"""One training step: every task's loss on its batch, the weighting's objectives, one optimiser step."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from typing import Mapping, NamedTuple
 import numpy as np
 import torch
 
-from mtl_core.labels import canonical_labels
+from mtl_core.batches import check_batches
 from mtl_core.tasks import TOTAL, TaskSpec, check_step_report
 from mtl_core.weighting import resolve_weighting
+from torch_ref.array_ops import TORCH_OPS
 from torch_ref.inputs import as_labels, as_network_input, num_rows
-from torch_ref.losses import combine_losses, task_loss
+from torch_ref.losses import task_loss
 from torch_ref.model import MultiTaskNetwork
 
 LOG_VARIANCE_GROUP = "weighting.log_var"
 
 
-
 class TaskBatch(NamedTuple):
-    """One task's checked batch: network input, labels, optional 0/1 row mask and loss denominator."""
+    """One task's batch as tensors: network input, labels, optional 0/1 row mask and loss denominator."""
 
     index: int
     spec: TaskSpec
@@ -35,6 +35,10 @@ def _layer_norm(parameters) -> torch.Tensor:
     return torch.stack([torch.dot(g, g) for g in flat]).sum().sqrt()
 
 
+def _as_numpy(value) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
 class TrainStep:
     """Callable: ``step({task name: (x, y) or (x, y, row_mask)}) -> {task name: loss, "total": loss}``.
 
@@ -42,6 +46,7 @@ class TrainStep:
     untouched, as ``optimizer.zero_grad(set_to_none=True)`` makes ``torch.optim.Adam`` do.
     With ``weighting="uncertainty"`` the learnable log-variances are added to ``optimizer`` as a
     param group named "weighting.log_var" (or found there when the optimizer already has one).
+    A weighting with state between steps (FAMO) keeps it in ``step.weighting_state``.
     """
 
     def __init__(self, model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum"):
@@ -56,6 +61,10 @@ class TrainStep:
             self.weighting.initial_task_weights(), dtype=reference.dtype, device=reference.device
         )
         self.log_variances = self._log_variances(reference) if self.weighting.learnable else None
+        self.weighting_state = {
+            name: torch.as_tensor(value, dtype=reference.dtype, device=reference.device)
+            for name, value in self.weighting.init_state().items()
+        }
 
     def _log_variances(self, reference: torch.Tensor) -> torch.nn.Parameter:
         for group in self.optimizer.param_groups:
@@ -68,65 +77,53 @@ class TrainStep:
 
     def prepare(self, batches: Mapping[str, tuple]) -> list[TaskBatch]:
         """Check a user's batch dict and turn it into tensors, in the model's task order."""
-        if not isinstance(batches, Mapping) or not batches:
-            raise ValueError(f"batches must be a non-empty dict of task name -> (x, y), got {batches!r}")
-        names = [t.name for t in self.model.tasks]
-        unknown = [name for name in batches if name not in names]
-        if unknown:
-            raise ValueError(f"batches name tasks {unknown} that the model lacks; its tasks are {names}")
         reference = self.model.trunk[0].weight
-        prepared = []
-        for index, spec in enumerate(self.model.tasks):
-            if spec.name not in batches:
-                continue
-            batch = batches[spec.name]
-            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-                raise ValueError(f"the batch of task {spec.name!r} must be (x, y) or (x, y, row_mask), got {type(batch).__name__}")
-            x = as_network_input(batch[0], self.model.input_dim, reference.dtype, reference.device)
-            labels = batch[1].detach().cpu().numpy() if isinstance(batch[1], torch.Tensor) else batch[1]
-            y = as_labels(canonical_labels(labels, spec), spec, reference.device)
-            n = num_rows(x)
-            if y.shape[0] != n:
-                raise ValueError(f"the batch of task {spec.name!r} has {n} rows of x but {y.shape[0]} labels")
-            if n == 0:
-                raise ValueError(f"the batch of task {spec.name!r} is empty")
-            mask = None
-            if len(batch) == 3:
-                mask = torch.as_tensor(np.asarray(batch[2]) if not isinstance(batch[2], torch.Tensor) else batch[2])
-                if mask.shape != (n,) or not bool(((mask == 0) | (mask == 1)).all()) or not bool(mask.any()):
-                    raise ValueError(f"the row mask of task {spec.name!r} must be 0/1 of shape ({n},) with a 1, got {tuple(mask.shape)}")
-                mask = mask.to(device=reference.device, dtype=reference.dtype)
-            prepared.append(TaskBatch(index, spec, x, y, mask))
-        return prepared
+
+        def network_input(x):
+            x = as_network_input(x, self.model.input_dim, reference.dtype, reference.device)
+            return x, num_rows(x)
+
+        return [
+            TaskBatch(
+                b.index, b.spec, b.x, as_labels(b.y, b.spec, reference.device),
+                None if b.mask is None else torch.from_numpy(b.mask).to(device=reference.device, dtype=reference.dtype),
+            )
+            for b in check_batches(batches, self.model.tasks, network_input, _as_numpy)
+        ]
 
     def _forward_tasks(self, prepared: list[TaskBatch]) -> list[torch.Tensor]:
         return self.model.forward_tasks([b.x for b in prepared], [b.index for b in prepared])
 
-    def _combine(self, losses: list[torch.Tensor], prepared: list[TaskBatch], task_weights, log_variances) -> torch.Tensor:
-        weights = self.default_task_weights if task_weights is None else task_weights
-        return combine_losses(self.weighting, losses, [b.index for b in prepared], weights, log_variances)
+    def _losses(self, prepared: list[TaskBatch], logits: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([task_loss(b.spec, out, b.y, b.mask, b.denominator) for b, out in zip(prepared, logits)])
 
-    def _reported(self, losses: dict, prepared: list[TaskBatch], task_weights) -> tuple[dict, torch.Tensor]:
-        """The losses to report for this step and their combination (detached)."""
-        losses = {name: loss.detach() for name, loss in losses.items()}
-        log_var = None if self.log_variances is None else self.log_variances.detach()
-        return losses, self._combine(list(losses.values()), prepared, task_weights, log_var)
+    def _objectives(self, losses: torch.Tensor, prepared: list[TaskBatch], task_weights, log_variances) -> torch.Tensor:
+        weights = self.default_task_weights if task_weights is None else task_weights
+        index = [b.index for b in prepared]
+        return self.weighting.objectives(TORCH_OPS, losses, index, weights, self.weighting_state, log_variances)
+
+    def _global_losses(self, losses: torch.Tensor) -> torch.Tensor:
+        """The losses of the whole batch (data-parallel steps average their ranks' shares)."""
+        return losses
 
     def run(self, prepared: list[TaskBatch], task_weights: torch.Tensor | None = None, record_norms: bool = False):
         """The step proper: (losses {name: tensor}, total tensor, layer gradient norms or None)."""
         self.optimizer.zero_grad(set_to_none=True)
-        losses = {
-            b.spec.name: task_loss(b.spec, logits, b.y, b.mask, b.denominator)
-            for b, logits in zip(prepared, self._forward_tasks(prepared))
-        }
-        self._combine(list(losses.values()), prepared, task_weights, self._log_variances_in_graph()).backward()
-        reported = self._reported(losses, prepared, task_weights)  # before the step moves the log-variances
+        losses = self._losses(prepared, self._forward_tasks(prepared))
+        self._objectives(losses, prepared, task_weights, self._log_variances_in_graph()).sum().backward()
+        reported = self._global_losses(losses.detach())
+        log_var = None if self.log_variances is None else self.log_variances.detach()
+        total = self._objectives(reported, prepared, task_weights, log_var).sum()  # before the step moves log_var
         norms = None
         if record_norms:
             layers = list(self.model.trunk) + [self.model.heads[b.index] for b in prepared]
             norms = torch.stack([_layer_norm(layer.parameters()) for layer in layers])
         self.optimizer.step()
-        return (*reported, norms)
+        if self.weighting.stateful:  # e.g. FAMO: compares the losses before and after the update
+            with torch.no_grad():
+                after = self._global_losses(self._losses(prepared, self.model.forward_tasks([b.x for b in prepared], [b.index for b in prepared])))
+            self.weighting_state = self.weighting.update_state(TORCH_OPS, self.weighting_state, [b.index for b in prepared], reported, after)
+        return dict(zip((b.spec.name for b in prepared), reported)), total, norms
 
     def _log_variances_in_graph(self):
         return self.log_variances

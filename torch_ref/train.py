@@ -8,8 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mtl_core.config import TrainConfig, training_config
 from mtl_core.data.task_data import TaskData
-from mtl_core.fitting import RunResult, check_positive, fit_loop
+from mtl_core.fitting import RunPlan, RunResult, fit_loop
 from torch_ref.inputs import as_labels, as_network_input
 from torch_ref.distributed import DistributedTrainStep, data_parallel_world, shard, stop_all_ranks_on_error
 from torch_ref.model import MultiTaskNetwork
@@ -44,11 +45,11 @@ class TorchTrainer:
     def _rows(self, X: sp.csr_matrix):
         return as_network_input(X, self.model.input_dim, self.dtype, self.device)
 
-    def train_run(self, steps, task_weights: np.ndarray, record_norms: np.ndarray) -> RunResult:
-        weights = torch.as_tensor(task_weights).to(device=self.device, dtype=self.dtype)
+    def train_run(self, steps, plan: RunPlan) -> RunResult:
+        weights = torch.as_tensor(plan.task_weights).to(device=self.device, dtype=self.dtype)
         losses, totals, norms = {name: [] for name in steps[0]}, [], []
-        for batches, record in zip(steps, record_norms):
-            step_losses, total, step_norms = self.step.run(self._prepare(batches), weights, bool(record))
+        for batches, step_weights, record in zip(steps, weights, plan.record_norms):
+            step_losses, total, step_norms = self.step.run(self._prepare(batches), step_weights, bool(record))
             for name, value in step_losses.items():
                 losses[name].append(value)
             totals.append(total)
@@ -65,34 +66,30 @@ class TorchTrainer:
     def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:
         return self.model(self._rows(X), task_index).cpu().numpy()
 
-    def log_variances(self):
-        log_var = self.step.log_variances
-        return None if log_var is None else log_var.detach().cpu().numpy()
+    def weighting_state(self) -> dict[str, np.ndarray]:
+        state = {name: value.detach().cpu().numpy() for name, value in self.step.weighting_state.items()}
+        if self.step.log_variances is not None:
+            state["log_var"] = self.step.log_variances.detach().cpu().numpy()
+        return state
 
 
 def fit(
     model: MultiTaskNetwork,
     data: Mapping[str, TaskData],
+    config: TrainConfig | None = None,
     *,
-    epochs: int = 6,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    curriculum="round_robin",
     eval_data: Mapping[str, TaskData] | None = None,
-    weighting="sum",
     optimizer: torch.optim.Optimizer | None = None,
-    grad_norm_every: int = 10,
-    first_epoch: int = 0,
     previous_losses=None,
-    progress: bool = False,
+    **options,
 ) -> tuple[MultiTaskNetwork, dict]:
-    """Train ``model`` in place with Adam on the tasks in ``data``; return it and the history.
+    """Train ``model`` in place as ``config`` says on the tasks in ``data``; return it and the history.
 
-    The batches come from mtl_core's curriculum for ``seed``: jax_impl.fit with the same seed
-    sees the same ones. ``optimizer`` defaults to Adam(lr); pass one (and ``first_epoch``) to resume,
-    with ``previous_losses=<the earlier history["loss"]>`` when the weighting is ``dwa``.
-    Gradient norms are recorded every ``grad_norm_every`` steps of an epoch (from its first).
+    ``config`` is a mtl_core.TrainConfig (default: the blog's recipe); its fields may also be given
+    as keywords (``epochs=2, lr=1e-2, weighting="dwa", ...``), which replace the config's. The
+    batches come from mtl_core's curriculum for the seed: jax_impl.fit with the same seed sees the
+    same ones. ``optimizer`` defaults to Adam(lr); pass one (and ``first_epoch``) to resume, with
+    ``previous_losses=<the earlier history["loss"]>`` when the weighting is ``dwa``.
 
     When ``torch.distributed`` is initialised with several ranks (e.g. under ``torchrun``), every
     rank calls fit with the same arguments and trains its shard of each batch with
@@ -101,25 +98,18 @@ def fit(
     """
     if not isinstance(model, MultiTaskNetwork):
         raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
-    lr = check_positive(lr, "lr")
-    optimizer = optimizer if optimizer is not None else adam(model, lr)
+    config = training_config(config, options)
+    optimizer = optimizer if optimizer is not None else adam(model, config.lr)
     world = data_parallel_world()
-    step = (DistributedTrainStep if world else TrainStep)(model, optimizer, weighting)
+    step = (DistributedTrainStep if world else TrainStep)(model, optimizer, config.weighting)
     with stop_all_ranks_on_error(world):
         history = fit_loop(
             TorchTrainer(step, world),
             arch=model.arch,
-            weighting=step.weighting,
+            config=config.with_options(weighting=step.weighting),
             data=data,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            curriculum=curriculum,
             eval_data=eval_data,
             run_length=RUN_LENGTH,
-            grad_norm_every=grad_norm_every,
-            first_epoch=first_epoch,
             previous_losses=previous_losses,
-            progress=progress,
         )
     return model, history
