@@ -1,5 +1,6 @@
 """The JAX twin: Flax linen + optax, pure functions, heads picked by a static task id."""
 
+from jax_impl.aggregate import aggregate
 from jax_impl.checkpoint import load_checkpoint, save_checkpoint
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam
@@ -9,6 +10,7 @@ from jax_impl.step import StepPlan, StepSpec, TrainStep, loss_fn, make_train_ste
 from jax_impl.train import fit
 
 __all__ = [
+    "aggregate",
     "MultiTaskNetwork",
     "adam",
     "StepPlan",

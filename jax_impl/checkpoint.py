@@ -49,12 +49,14 @@ def save_checkpoint(
     opt_state=None,
     *,
     weighting=None,
+    weighting_state=None,
     vocabulary=None,
     label_names=None,
 ) -> None:
     """Write ``params`` (and Adam's state when ``opt_state`` is given) to one safetensors file.
 
-    ``weighting`` defaults to "uncertainty" when params hold learnt log-variances, else "sum".
+    ``weighting`` defaults to "uncertainty" when params hold learnt log-variances, else "sum";
+    ``weighting_state`` is a TrainState's ``weighting`` (FAMO's logits), by default its initial state.
     """
     if not isinstance(module, MultiTaskNetwork):
         raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
@@ -74,6 +76,7 @@ def save_checkpoint(
             adam=None if opt_state is None else _adam_state(opt_state),
             vocabulary=None if vocabulary is None else tuple(vocabulary),
             label_names={k: tuple(v) for k, v in (label_names or {}).items()},
+            weighting_state={k: np.array(v) for k, v in (weighting_state or weighting.init_state()).items()},
         ),
     )
 
@@ -83,7 +86,8 @@ def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
 
     ``opt_state`` (None when none was saved) is the grouped state of a ``TrainStep`` built with
     ``jax_impl.adam(...)``, so ``fit(..., params=params, opt_state=opt_state)`` resumes training.
-    With ``with_extras=True`` the mtl_core ``Checkpoint`` is returned as a fourth value.
+    With ``with_extras=True`` the mtl_core ``Checkpoint`` is returned as a fourth value (its
+    ``weighting_state`` resumes FAMO: ``fit(..., weighting_state=checkpoint.weighting_state)``).
     """
     checkpoint = read_checkpoint(path)
     arch = checkpoint.arch

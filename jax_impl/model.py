@@ -83,6 +83,14 @@ class MultiTaskNetwork(nn.Module):
             task_id = 0
         return self.heads(self.trunk(x), resolve_task_id(self.tasks, task_id))
 
+    def features(self, x):
+        """The trunk's output (n, hidden_dims[-1]), shared by every head."""
+        return self.trunk(x)
+
+    def head(self, features, task_id: int | str):
+        """Logits (n, num_outputs) of one task's head on trunk features; needs only that head's params."""
+        return self.heads(features, resolve_task_id(self.tasks, task_id))
+
     def forward_tasks(self, inputs: Sequence, task_ids: Sequence[int | str]) -> list:
         """Logits of several tasks' batches with one trunk pass over all their rows.
 

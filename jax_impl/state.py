@@ -28,6 +28,7 @@ class TrainState(NamedTuple):
     params: dict  # flax variables {"params": ...}, plus {"weighting": {"log_var": (T,)}} when learnt
     opt_state: Any  # optax.multi_transform's state: one tx state per group (see group_of)
     weighting: dict  # the weighting's state between steps, e.g. FAMO's {"logits": (T,)}; {} for most
+    step: jax.Array  # () int32: steps taken; a direct call draws its random choices under the key (step,)
 
 
 def group_of(path) -> str:

@@ -16,11 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mtl_core.aggregation import Aggregator, resolve_aggregator
 from mtl_core.batches import check_batches
-from mtl_core.tasks import TOTAL, check_step_report
+from mtl_core.plans import draw_step, needs_key
+from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL, check_step_report
 from mtl_core.weighting import Weighting, resolve_weighting
 from jax_impl.array_ops import JAX_OPS
 from jax_impl.inputs import as_network_input, pad_leading, row_count
+from jax_impl.jacobian import aggregated_gradients
 from jax_impl.losses import task_loss
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.sharding import check_mesh, constrain_params, padded_rows, place_params, place_rows, place_state
@@ -48,46 +51,48 @@ class StepSpec:
     tx: optax.GradientTransformation  # applied to each parameter group on its own (jax_impl.state)
     weighting: Weighting  # bound to the module's tasks
     mesh: Any = None  # a jax.sharding.Mesh with a "data" axis, or None
+    aggregator: Aggregator | None = None  # None: the summed step; else per-task gradients (jax_impl.jacobian)
 
     @functools.cached_property
     def grouped_tx(self) -> optax.GradientTransformation:
         return grouped(self.tx, self.module.tasks, self.weighting)
 
-    def indices(self, batches: Batches) -> list[int]:
-        """The model positions of the tasks in ``batches``."""
-        names = [t.name for t in self.module.tasks]
-        return [names.index(name) for name in batches]
+    def present(self, batches: Batches) -> list[tuple[str, int]]:
+        """(name, model position) of the tasks in ``batches``, in the model's order."""
+        return [(t.name, i) for i, t in enumerate(self.module.tasks) if t.name in batches]
 
 
 class StepPlan(NamedTuple):
-    """What the host decides for one step (arrays, so that a scan can carry one per step)."""
+    """What the host decides for one step (mtl_core.plans; arrays, so that a scan carries one per step)."""
 
     task_weights: jax.Array  # (T,) the loss weights c_t of this step (see mtl_core.weighting)
     record_norms: jax.Array  # () bool: compute the layers' gradient norms
+    order: jax.Array | None = None  # (n, n - 1) int32: PCGrad's projection order of the n present tasks
 
 
 class StepMetrics(NamedTuple):
     losses: dict  # {task name: () mean loss of its batch before the update}
     total: jax.Array  # () the sum of the weighting's objectives: what the summed step differentiates
     grad_norms: jax.Array  # (trunk layers + present heads,) L2 norm of each layer's gradient; 0 unless recorded
+    residual: jax.Array  # () the aggregator's solver residual (> aggregator.tol: not converged); 0 without one
 
 
-def task_losses(spec: StepSpec, params, batches: Batches) -> list[jax.Array]:
-    """Each present task's mean loss, from one trunk pass over all the step's rows."""
-    indices = spec.indices(batches)
-    names = list(batches)
+def task_losses(spec: StepSpec, params, batches: Batches) -> jax.Array:
+    """Each present task's mean loss (n,), in model order, from one trunk pass over all the step's rows."""
+    names, indices = zip(*spec.present(batches))
     all_logits = spec.module.apply(
         {"params": params["params"]}, [batches[n][0] for n in names], indices, method=MultiTaskNetwork.forward_tasks
     )
-    return [task_loss(spec.module.tasks[i], logits, batches[n][1], batches[n][2]) for i, n, logits in zip(indices, names, all_logits)]
+    return jnp.stack([task_loss(spec.module.tasks[i], out, batches[n][1], batches[n][2]) for i, n, out in zip(indices, names, all_logits)])
 
 
 def loss_fn(spec: StepSpec, params, batches: Batches, task_weights: jax.Array, weighting: dict):
     """(total, {task: loss}): the sum of the weighting's objectives, and each task's mean loss."""
     losses = task_losses(spec, params, batches)
+    present = spec.present(batches)
     log_var = params.get(WEIGHTING, {}).get("log_var")
-    objectives = spec.weighting.objectives(JAX_OPS, jnp.stack(losses), spec.indices(batches), task_weights, weighting, log_var)
-    return jnp.sum(objectives), dict(zip(batches, losses))
+    objectives = spec.weighting.objectives(JAX_OPS, losses, [i for _, i in present], task_weights, weighting, log_var)
+    return jnp.sum(objectives), dict(zip((name for name, _ in present), losses))
 
 
 def _network_input(x):
@@ -122,16 +127,22 @@ def apply_gradients(spec: StepSpec, state: TrainState, grads, batches: Batches) 
 
 def train_step(spec: StepSpec, state: TrainState, batches: Batches, plan: StepPlan) -> tuple[TrainState, StepMetrics]:
     """One step on ``batches`` ({task: (x, y, row mask)}, any subset of the tasks)."""
-    loss = functools.partial(loss_fn, spec)
-    (total, losses), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batches, plan.task_weights, state.weighting)
+    if spec.aggregator is None:
+        loss = functools.partial(loss_fn, spec)
+        (total, losses), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batches, plan.task_weights, state.weighting)
+        residual = jnp.zeros((), total.dtype)
+    else:
+        total, losses, grads, residual = aggregated_gradients(spec, state.params, batches, plan, state.weighting)
     params, opt_state = apply_gradients(spec, state, grads, batches)
     weighting = state.weighting
     if spec.weighting.stateful:  # e.g. FAMO: compares the losses before and after the update
-        after = jnp.stack(task_losses(spec, params, batches))
-        weighting = spec.weighting.update_state(JAX_OPS, weighting, spec.indices(batches), jnp.stack(list(losses.values())), after)
+        before = jnp.stack([losses[name] for name, _ in spec.present(batches)])
+        indices = [i for _, i in spec.present(batches)]
+        weighting = spec.weighting.update_state(JAX_OPS, weighting, indices, before, task_losses(spec, params, batches))
     zeros = jnp.zeros(len(spec.module.hidden_dims) + len(batches), total.dtype)
     norms = jax.lax.cond(plan.record_norms, lambda g: layer_norms(spec, g, batches), lambda g: zeros, grads)
-    return TrainState(params, opt_state, weighting), StepMetrics(losses, total, norms)
+    metrics = StepMetrics(losses, total, norms, residual.astype(total.dtype))
+    return TrainState(params, opt_state, weighting, state.step + 1), metrics
 
 
 def run_steps(spec: StepSpec, state: TrainState, stacked: Batches, plans: StepPlan, active: jax.Array):
@@ -145,7 +156,7 @@ def run_steps(spec: StepSpec, state: TrainState, stacked: Batches, plans: StepPl
     def skip(state, batches, plan):
         del batches, plan
         zero = jnp.zeros((), state.params["params"]["trunk"]["0"]["kernel"].dtype)
-        return state, StepMetrics({name: zero for name in stacked}, zero, jnp.zeros(n_layers, zero.dtype))
+        return state, StepMetrics({name: zero for name in stacked}, zero, jnp.zeros(n_layers, zero.dtype), zero)
 
     def body(state, inputs):
         batches, plan, is_active = inputs
@@ -174,13 +185,14 @@ class TrainStep:
     adds the gradient all-reduce. The result is the single-device one.
     """
 
-    def __init__(self, module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None):
+    def __init__(self, module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None, aggregator=None):
         if not isinstance(module, MultiTaskNetwork):
             raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
         if not isinstance(tx, optax.GradientTransformation):
             raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
         mesh = None if mesh is None else check_mesh(mesh)
-        self.spec = StepSpec(module, tx, resolve_weighting(weighting, module.tasks), mesh)
+        weighting = resolve_weighting(weighting, module.tasks)
+        self.spec = StepSpec(module, tx, weighting, mesh, resolve_aggregator(aggregator))
         self._checked_structures: set = set()
         self._grouped_structures: dict = {}  # params structure -> the grouped optimiser state's
 
@@ -191,6 +203,10 @@ class TrainStep:
     @property
     def weighting(self) -> Weighting:
         return self.spec.weighting
+
+    @property
+    def aggregator(self) -> Aggregator | None:
+        return self.spec.aggregator
 
     @property
     def mesh(self):
@@ -212,13 +228,22 @@ class TrainStep:
         self.check_params(params)
         opt_state = self.init(params) if opt_state is None else self.grouped_opt_state(opt_state, params)
         dtype = params["params"]["trunk"]["0"]["kernel"].dtype
-        return self.place(TrainState(params, opt_state, weighting_state(self.weighting, dtype)))
+        return self.place(TrainState(params, opt_state, weighting_state(self.weighting, dtype), jnp.zeros((), jnp.int32)))
+
+    def with_weighting_state(self, state: TrainState, weighting_state) -> TrainState:
+        """``state`` with the weighting's state replaced (checked against its initial one: keys, shapes)."""
+        expected, given = state.weighting, dict(weighting_state)
+        if given.keys() != expected.keys() or any(np.shape(given[k]) != expected[k].shape for k in expected):
+            shapes = {k: v.shape for k, v in expected.items()}
+            raise ValueError(f"weighting_state must hold {shapes} for {self.weighting.name} weighting, got {given!r}")
+        return self.place(state._replace(weighting={k: jnp.asarray(v, expected[k].dtype) for k, v in given.items()}))
 
     def place(self, state: TrainState) -> TrainState:
         """The state as global arrays on the mesh; unchanged without a mesh."""
         if self.mesh is None:
             return state
-        return TrainState(place_params(state.params, self.mesh), place_state(state.opt_state, self.mesh), place_state(state.weighting, self.mesh))
+        params, opt_state, weighting, step = state
+        return TrainState(place_params(params, self.mesh), place_state(opt_state, self.mesh), place_state(weighting, self.mesh), place_state(step, self.mesh))
 
     def place_batches(self, batches: Batches, row_axis: int = 0) -> Batches:
         """Batches padded to a multiple of the "data" axis (masked rows) and split over it."""
@@ -255,44 +280,62 @@ class TrainStep:
             for b in checked
         }
 
-    def plan(self, task_weights=None) -> StepPlan:
-        """The plan of a direct call: the given or the weighting's initial loss weights, no norms."""
+    def plan(self, batches: Mapping, task_weights=None, key: tuple[int, ...] | None = None) -> StepPlan:
+        """The plan of a direct call on ``batches``: the given loss weights (else the weighting's initial
+        ones, or RLW's draw), PCGrad's order, no gradient norms. Draws are made under ``key``."""
         if task_weights is None:
             weights = self.weighting.initial_task_weights()
         else:
             weights = np.asarray(task_weights, dtype=np.float64)  # jax keeps float64 only under x64
             if weights.shape != (len(self.module.tasks),):
                 raise ValueError(f"task_weights must have shape ({len(self.module.tasks)},), got {weights.shape}")
-        return StepPlan(jnp.asarray(weights), jnp.asarray(False))
+        order = None
+        draws_weights = self.weighting.random_weights and task_weights is None
+        if draws_weights or (self.aggregator is not None and self.aggregator.random_order):
+            if key is None:
+                raise ValueError(
+                    "this step draws random choices (RLW's weights or PCGrad's task order) from its seed and a key: "
+                    "pass key=(step number,), or use step.apply(state, batches), which counts its steps"
+                )
+            draw = draw_step(self.weighting, self.aggregator, weights, tuple(key), len(batches))
+            weights = weights if task_weights is not None else draw.task_weights
+            order = None if draw.order is None else jnp.asarray(draw.order)
+        return StepPlan(jnp.asarray(weights), jnp.asarray(False), order)
 
     # -- the public calls ----------------------------------------------------------------------
-    def apply(self, state: TrainState, batches: Mapping[str, tuple], task_weights=None) -> tuple[TrainState, StepMetrics]:
-        """One step in the state-passing form; ``state`` is donated."""
+    def apply(self, state: TrainState, batches: Mapping[str, tuple], task_weights=None, key=None) -> tuple[TrainState, StepMetrics]:
+        """One step in the state-passing form; ``state`` is donated. Random draws use ``key``, by
+        default ``(state.step,)`` (reading it waits for the previous step)."""
         if not isinstance(state, TrainState):
             raise TypeError(f"state must be a jax_impl.TrainState (from step.init_state(params)), got {type(state).__name__}")
         self.check_params(state.params)
         prepared = self.place_batches(self.prepare(batches))
-        return jitted_train_step(self.spec, state, prepared, self.plan(task_weights))
+        if key is None and needs_key(self.weighting, self.aggregator):
+            key = (int(state.step),)
+        return jitted_train_step(self.spec, state, prepared, self.plan(prepared, task_weights, key))
 
-    def __call__(self, params, opt_state, batches: Mapping[str, tuple], task_weights=None):
+    def __call__(self, params, opt_state, batches: Mapping[str, tuple], task_weights=None, key=None):
         if self.weighting.stateful:
             raise ValueError(
                 f"{self.weighting.name} weighting keeps state from step to step: use "
                 "state = step.init_state(params) and state, metrics = step.apply(state, batches)"
             )
         self.check_params(params)
-        check_step_report(batches)
+        check_step_report(batches, self.aggregator)
         prepared = self.place_batches(self.prepare(batches))
-        plan = self.plan(task_weights)
+        plan = self.plan(prepared, task_weights, key)
         opt_state = self.grouped_opt_state(opt_state, params)
-        state = self.place(TrainState(params, opt_state, {}))
+        state = self.place(TrainState(params, opt_state, {}, jnp.zeros((), jnp.int32)))
         state, metrics = jitted_train_step(self.spec, state, prepared, plan)
-        return state.params, state.opt_state, {**metrics.losses, TOTAL: metrics.total}
+        report = {**metrics.losses, TOTAL: metrics.total}
+        return state.params, state.opt_state, report if self.aggregator is None else {**report, SOLVER_RESIDUAL: metrics.residual}
 
 
-def make_train_step(module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None) -> TrainStep:
-    """A jitted, pure step training ``module`` with ``tx`` on the weighted sum of its tasks' losses.
+def make_train_step(module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None, aggregator=None) -> TrainStep:
+    """A jitted, pure step training ``module`` with ``tx`` on its tasks' losses combined by ``weighting``.
 
+    ``aggregator``: None (the summed loss) or a gradient-conflict method of mtl_core.aggregation (an
+    instance or its name): per-task gradients on the trunk, combined by it (jax_impl.jacobian).
     ``mesh``: an optional ``jax.sharding.Mesh`` with a "data" axis for data-parallel steps.
     """
-    return TrainStep(module, tx, weighting, mesh)
+    return TrainStep(module, tx, weighting, mesh, aggregator)

@@ -81,11 +81,11 @@ class JaxTrainer:
         k = len(steps)
         stacked = stack_batches(steps, self.rows, RUN_LENGTH)
         stacked = jax.device_put(stacked) if self.step.mesh is None else self.step.place_batches(stacked, row_axis=1)
-        plans = StepPlan(jnp.asarray(_pad_steps(plan.task_weights, RUN_LENGTH)), jnp.asarray(_pad_steps(plan.record_norms, RUN_LENGTH)))
+        plans = StepPlan(*(None if a is None else jnp.asarray(_pad_steps(a, RUN_LENGTH)) for a in (plan.task_weights, plan.record_norms, plan.orders)))
         active = jnp.asarray(np.arange(RUN_LENGTH) < k)
         self.state, metrics = jitted_run_steps(self.step.spec, self.state, stacked, plans, active)
-        losses, total, norms = self._host((metrics.losses, metrics.total, metrics.grad_norms))
-        return RunResult(losses={n: v[:k] for n, v in losses.items()}, total=total[:k], grad_norms=norms[:k])
+        losses, total, norms, residuals = self._host((metrics.losses, metrics.total, metrics.grad_norms, metrics.residual))
+        return RunResult({n: v[:k] for n, v in losses.items()}, total[:k], norms[:k], residuals[:k])
 
     @property
     def params(self):
@@ -112,8 +112,10 @@ def fit(
     params=None,
     tx: optax.GradientTransformation | None = None,
     opt_state=None,
+    weighting_state=None,
     previous_losses=None,
     return_opt_state: bool = False,
+    return_state: bool = False,
     mesh=None,
     **options,
 ) -> tuple[dict, dict]:
@@ -127,7 +129,9 @@ def fit(
     (optax.adam with its hyper-parameters in its state). To resume, pass ``opt_state`` (from
     ``return_opt_state=True`` or ``load_checkpoint``; its stored hyper-parameters win over ``lr``)
     and ``first_epoch`` (and ``previous_losses=<the earlier history["loss"]>`` for ``dwa``).
-    ``return_opt_state=True`` returns ``(params, history, opt_state)``.
+    ``return_opt_state=True`` returns ``(params, history, opt_state)``; ``return_state=True`` returns
+    ``(params, history, state)``, the whole TrainState, whose ``weighting`` (FAMO's logits) a resumed
+    fit takes as ``weighting_state``.
     ``mesh``: a ``jax.sharding.Mesh`` with a "data" axis to train data-parallel (see TrainStep);
     batches are padded with masked rows to a multiple of its size, so the result is unchanged.
     """
@@ -136,13 +140,15 @@ def fit(
     config = training_config(config, options)
     checked = check_task_data(data, module.arch)
     input_dim = next(iter(checked.values())).input_dim
-    step = TrainStep(module, default_tx(config.lr) if tx is None else tx, config.weighting, mesh)
+    step = TrainStep(module, default_tx(config.lr) if tx is None else tx, config.weighting, mesh, config.aggregator)
     config = config.with_options(weighting=step.weighting)
     if params is None:
         params = init_params(module, jax.random.key(config.seed), input_dim)
     # Copies: the step donates its inputs, and the caller's params and opt_state must stay valid.
     copy = functools.partial(jax.tree_util.tree_map, jnp.array)
     state = step.init_state(copy(params), None if opt_state is None else copy(opt_state))
+    if weighting_state is not None:
+        state = step.with_weighting_state(state, weighting_state)
     trainer = JaxTrainer(step, state, config.batch_size)
     history = fit_loop(
         trainer,
@@ -153,6 +159,8 @@ def fit(
         run_length=RUN_LENGTH,
         previous_losses=previous_losses,
     )
+    if return_state:
+        return trainer.params, history, trainer.state
     if return_opt_state:
         return trainer.params, history, trainer.state.opt_state
     return trainer.params, history

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from mtl_core.architecture import check_architecture
 from mtl_core.checkpoint import Checkpoint
+from mtl_core.config import TrainConfig
 from mtl_core.data import TaskData
 from mtl_core.fitting import EVAL_CHUNK
 from mtl_core.layout import initial_params
@@ -34,13 +35,42 @@ def _in_chunks(logits_of, X: sp.csr_matrix) -> np.ndarray:
     return np.concatenate([logits_of(X[i : i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)], axis=0)
 
 
-class TorchModel:
+class TrainingRun:
+    """What a model remembers between its ``fit`` calls: the epochs done and their training losses.
+
+    A later fit starts at the next epoch (fresh batches) and, for ``dwa``, knows the earlier
+    epochs' losses, so that fitting epoch by epoch trains exactly as one fit of all the epochs.
+    """
+
+    def __init__(self, epochs_done: int = 0):
+        self.epochs_done = epochs_done
+        self.epoch_losses: dict[str, list[float]] = {}
+
+    def next_config(self, recipe: Recipe, progress: bool) -> TrainConfig:
+        return recipe.train.with_options(first_epoch=self.epochs_done, progress=progress)
+
+    def previous_losses(self) -> dict[str, list[float]]:
+        return self.epoch_losses
+
+    def record(self, history: dict) -> dict:
+        self.epochs_done += len(history["epoch"])
+        for name, values in history["loss"].items():
+            self.epoch_losses.setdefault(name, []).extend(values)
+        return history
+
+    def new_run(self) -> None:
+        """The next fit is a new training run: fresh optimiser state, no earlier losses."""
+        self.epoch_losses = {}
+
+
+class TorchModel(TrainingRun):
     """A torch_ref network and its Adam optimiser (created by the first ``fit``)."""
 
     backend = "torch"
 
     def __init__(self, network, optimizer=None, epochs_done: int = 0):
-        self.network, self.optimizer, self.epochs_done = network, optimizer, epochs_done
+        super().__init__(epochs_done)
+        self.network, self.optimizer = network, optimizer
 
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
@@ -67,14 +97,16 @@ class TorchModel:
 
         if self.optimizer is None:
             self.optimizer = torch_ref.adam(self.network, recipe.train.lr)
-        config = recipe.train.with_options(first_epoch=self.epochs_done, progress=progress)
-        _, history = torch_ref.fit(self.network, data, config, eval_data=eval_data, optimizer=self.optimizer)
-        self.epochs_done += config.epochs
-        return history
+        _, history = torch_ref.fit(
+            self.network, data, self.next_config(recipe, progress), eval_data=eval_data, optimizer=self.optimizer,
+            previous_losses=self.previous_losses(),
+        )
+        return self.record(history)
 
     def reset_optimizer(self) -> None:
         """Start the next ``fit`` with a fresh Adam, as a new training run would."""
         self.optimizer = None
+        self.new_run()
 
     def params(self) -> dict[str, np.ndarray]:
         import torch_ref
@@ -96,13 +128,15 @@ class TorchModel:
         )
 
 
-class JaxModel:
+class JaxModel(TrainingRun):
     """A jax_impl module, its params and its optax state (created by the first ``fit``)."""
 
     backend = "jax"
 
-    def __init__(self, module, variables, opt_state=None, epochs_done: int = 0):
-        self.module, self.variables, self.opt_state, self.epochs_done = module, variables, opt_state, epochs_done
+    def __init__(self, module, variables, opt_state=None, epochs_done: int = 0, weighting_state=None):
+        super().__init__(epochs_done)
+        self.module, self.variables, self.opt_state = module, variables, opt_state
+        self.weighting_state = weighting_state  # the weighting's own state between fits (FAMO's logits)
         self._apply = None
 
     @property
@@ -122,21 +156,22 @@ class JaxModel:
         import jax_impl
 
         module, variables, opt_state, checkpoint = jax_impl.load_checkpoint(path, with_extras=True)
-        return cls(module, variables, opt_state), checkpoint
+        return cls(module, variables, opt_state, weighting_state=checkpoint.weighting_state or None), checkpoint
 
     def fit(self, data: Mapping[str, TaskData], eval_data, recipe: Recipe, *, progress: bool) -> dict:
         import jax_impl
 
-        config = recipe.train.with_options(first_epoch=self.epochs_done, progress=progress)
-        self.variables, history, self.opt_state = jax_impl.fit(
-            self.module, data, config, eval_data=eval_data, params=self.variables, opt_state=self.opt_state, return_opt_state=True
+        self.variables, history, state = jax_impl.fit(
+            self.module, data, self.next_config(recipe, progress), eval_data=eval_data, params=self.variables,
+            opt_state=self.opt_state, weighting_state=self.weighting_state, previous_losses=self.previous_losses(), return_state=True,
         )
-        self.epochs_done += config.epochs
-        return history
+        self.opt_state, self.weighting_state = state.opt_state, state.weighting
+        return self.record(history)
 
     def reset_optimizer(self) -> None:
-        """Start the next ``fit`` with a fresh Adam, as a new training run would."""
-        self.opt_state = None
+        """Start the next ``fit`` with a fresh Adam (and weighting state), as a new training run would."""
+        self.opt_state = self.weighting_state = None
+        self.new_run()
 
     def params(self) -> dict[str, np.ndarray]:
         import jax_impl
@@ -159,7 +194,7 @@ class JaxModel:
 
         jax_impl.save_checkpoint(
             path, self.module, self.variables, self.opt_state,
-            weighting=weighting, vocabulary=vocabulary, label_names=label_names,
+            weighting=weighting, weighting_state=self.weighting_state, vocabulary=vocabulary, label_names=label_names,
         )
 
 

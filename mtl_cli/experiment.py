@@ -21,6 +21,7 @@ from pathlib import Path
 from mtl_core.weighting import resolve_weighting
 from mtl_cli import plots, report
 from mtl_cli.backends import BACKENDS, framework_versions, model_class
+from mtl_cli.compare import METHOD_NAMES, parse_methods, run_comparison, seeds_of
 from mtl_cli.console import note
 from mtl_cli.datasets import Tasks, from_files, synthetic
 from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from
@@ -53,20 +54,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out share of each --task file (default 0.2)")
     parser.add_argument("--out", type=Path, metavar="DIR", default=Path("mtl-runs/experiment"),
                         help="folder for report.json, report.md and plots")
+    comparing = parser.add_argument_group("comparing methods (instead of single- vs multi-task curves)")
+    comparing.add_argument("--compare", metavar="METHODS",
+                           help=f"comma-separated methods to train side by side, e.g. sum,pcgrad,cagrad,mgda,nash_mtl,upgrad,famo; "
+                           f"choose from {', '.join(METHOD_NAMES)} (aggregators use --weighting)")
+    comparing.add_argument("--seeds", type=int, metavar="N", default=1,
+                           help="with --compare: seeds --seed, --seed+1, ... (default 1)")
     synthetic_options = parser.add_argument_group("synthetic default (to shrink it, e.g. for tests)")
     synthetic_options.add_argument("--n-train", type=int, metavar="N", help="training rows per task")
     synthetic_options.add_argument("--n-test", type=int, metavar="N", help="held-out rows per task")
     synthetic_options.add_argument("--vocab-size", type=int, metavar="V", help="vocabulary size")
 
 
-def load_tasks(args: argparse.Namespace) -> Tasks:
+def load_tasks(args: argparse.Namespace, seed: int | None = None) -> Tasks:
+    """The tasks of the run (for ``seed``, by default ``--seed``: the synthetic draw or the held-out split)."""
+    seed = args.seed if seed is None else seed
     if args.task:
         sizes = (("--n-train", args.n_train), ("--n-test", args.n_test), ("--vocab-size", args.vocab_size))
         shrunk = [flag for flag, value in sizes if value is not None]
         if shrunk:
             raise ValueError(f"{', '.join(shrunk)} size the synthetic default; with --task the files decide")
-        return from_files(args.task, test_fraction=args.test_fraction, seed=args.seed)
-    return synthetic(seed=args.seed, n_train=args.n_train, n_test=args.n_test, vocab_size=args.vocab_size)
+        return from_files(args.task, test_fraction=args.test_fraction, seed=seed)
+    return synthetic(seed=seed, n_train=args.n_train, n_test=args.n_test, vocab_size=args.vocab_size)
 
 
 def check_experiment(tasks: Tasks, recipe: Recipe) -> None:
@@ -124,6 +133,13 @@ def run(args: argparse.Namespace) -> int:
     tasks = load_tasks(args)
     check_experiment(tasks, recipe)
     backends = BACKENDS if args.backend == "both" else (args.backend,)
+    methods = seeds = None
+    if args.compare is not None:
+        if args.backend == "both":
+            raise ValueError("--compare trains every method in one backend: pass --backend torch or --backend jax")
+        if args.aggregator is not None:
+            raise ValueError(f"--aggregator {args.aggregator} with --compare: name the aggregators to compare in --compare")
+        methods, seeds = parse_methods(args.compare, recipe.train.weighting), seeds_of(args.seed, args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     config = {
         "command": "mtl " + " ".join(args.argv),
@@ -135,11 +151,19 @@ def run(args: argparse.Namespace) -> int:
         "tasks": report.task_rows(tasks),
         "versions": framework_versions(backends),
     }
+    if methods is not None:
+        comparison = run_comparison(args.backend, lambda seed: load_tasks(args, seed), recipe, methods, seeds, quiet=args.quiet)
+        document = report.json_safe({"config": config, **comparison})
+        return write_report(args, document, plots.write_comparison, report.comparison_markdown, report.comparison_table)
     runs = {backend: train_backend(backend, tasks, recipe, quiet=args.quiet) for backend in backends}
-    document = report.build(config, runs)
+    return write_report(args, report.build(config, runs), plots.write_all, report.markdown, report.final_table)
+
+
+def write_report(args: argparse.Namespace, document: dict, draw, markdown, table) -> int:
+    """report.json, the plots ``draw`` makes, report.md from ``markdown``; the ``table`` on stdout."""
     (args.out / "report.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    figures = plots.write_all(document, args.out)
-    (args.out / "report.md").write_text(report.markdown(document, figures))
-    sys.stdout.write(report.final_table(document) + "\n")
-    note(f"wrote {args.out / 'report.json'}, {args.out / 'report.md'} and {len(figures)} plots", args.quiet)
+    figures = draw(document, args.out)
+    (args.out / "report.md").write_text(markdown(document, figures))
+    sys.stdout.write(table(document) + "\n")
+    note(f"wrote {args.out / 'report.json'}, {args.out / 'report.md'} and {len(figures)} plot(s)", args.quiet)
     return 0

@@ -138,3 +138,33 @@ def write_all(document: dict, folder: Path) -> dict[str, str]:
         draw(document).savefig(Path(folder) / name, dpi=110)
         written[name] = caption
     return written
+
+
+def comparison_figure(document: dict) -> Figure:
+    """Each task's held-out score (mean over seeds, bars: min-max) against the time per step, one point per method."""
+    comparison, single = document["comparison"], document["comparison_single"]
+    tasks = [t for t in document["config"]["tasks"] if t["name"] in single]
+    figure, axes = _figure(len(tasks))
+    for axis, task in zip(axes, tasks):
+        name = task["name"]
+        for method, row in comparison.items():
+            scores = row["f1"][name]
+            mean = sum(scores) / len(scores)
+            axis.errorbar(row["step_ms"], mean, yerr=[[mean - min(scores)], [max(scores) - mean]], marker="o", capsize=3)
+            axis.annotate(method, (row["step_ms"], mean), textcoords="offset points", xytext=(5, 4), fontsize="small")
+        base = sum(single[name]) / len(single[name])
+        axis.axhline(base, color="grey", linestyle=":", linewidth=1, label="single-task (mean)")
+        axis.set_xscale("log")
+        axis.set_xlabel("time per training step (ms, log scale)")
+        axis.set_ylabel(f"{METRIC_LABELS.get(task['metric'], task['metric'])} (held-out, mean over seeds)")
+        axis.set_title(f"{name} ({task['kind']})")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    figure.suptitle("Multi-task methods: held-out score against cost")
+    return figure
+
+
+def write_comparison(document: dict, folder: Path) -> dict[str, str]:
+    """comparison.png into ``folder``; returns {file name: caption}."""
+    comparison_figure(document).savefig(Path(folder) / "comparison.png", dpi=110)
+    return {"comparison.png": "Held-out score against time per step, one point per method"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, replace
 
+from mtl_core.aggregation import AGGREGATORS
 from mtl_core.config import TrainConfig
 from mtl_core.curricula import CURRICULA
 from mtl_core.weighting import Fixed, Weighting
@@ -37,6 +38,7 @@ class Recipe:
             "epochs": t.epochs, "seed": t.seed, "curriculum": t.curriculum.name, "weighting": weighting_label(t.weighting),
             "batch_size": t.batch_size, "optimizer": "adam", "lr": t.lr,
             "hidden_dims": list(self.hidden_dims), "activation": self.activation, "grad_norm_every": t.grad_norm_every,
+            "aggregator": None if t.aggregator is None else t.aggregator.name,
         }
 
 
@@ -49,8 +51,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curriculum", choices=CURRICULA, default=defaults.curriculum.name,
                         help=f"batch order of the tasks (default {defaults.curriculum.name})")
     parser.add_argument("--weighting", default=defaults.weighting.name, metavar="NAME",
-                        help=f"how the task losses combine: sum (default, the blog), mean, uncertainty, dwa, or {FIXED_SPEC}")
+                        help="how the task losses combine: sum (default, the blog), mean, uncertainty, dwa, famo, rlw, "
+                        f"or {FIXED_SPEC}")
+    parser.add_argument("--aggregator", choices=tuple(AGGREGATORS), metavar="NAME",
+                        help="combine the tasks' own gradients on the shared trunk with a gradient-conflict method: "
+                        f"{', '.join(AGGREGATORS)} (default: none, the gradient of the combined loss)")
 
 
 def recipe_from(args: argparse.Namespace) -> Recipe:
-    return Recipe(TrainConfig(epochs=args.epochs, seed=args.seed, curriculum=args.curriculum, weighting=parse_weighting(args.weighting)))
+    weighting = parse_weighting(args.weighting)
+    return Recipe(TrainConfig(epochs=args.epochs, seed=args.seed, curriculum=args.curriculum, weighting=weighting, aggregator=args.aggregator))

@@ -7,6 +7,7 @@ re-rendered (or checked) from report.json without rerunning anything.
 from __future__ import annotations
 
 import math
+import statistics
 
 from mtl_core.metrics import METRIC_NAMES
 
@@ -290,4 +291,61 @@ def markdown(document: dict, figures: dict[str, str]) -> str:
         lines += [f"### {backend}", "", _epoch_table(document, backend), ""]
     lines += ["## Plots", ""]
     lines += [f"![{caption}]({name})" for name, caption in figures.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{sum(values) / len(values):.4f}" + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
+
+
+def comparison_table(document: dict) -> str:
+    """The methods' table: each task's held-out score (mean ± std over the seeds), Δm, step time (markdown)."""
+    comparison, single = document["comparison"], document["comparison_single"]
+    names = list(single)
+    metrics = {t["name"]: _metric_label(t) for t in document["config"]["tasks"]}
+    lines = [
+        "| method | " + " | ".join(f"{n} ({metrics[n]})" for n in names) + " | Δm % | ms / step | unconverged steps |",
+        "|---|" + "---:|" * (len(names) + 3),
+        "| single-task | " + " | ".join(_mean_std(single[n]) for n in names) + " | 0 | | |",
+    ]
+    for method, row in comparison.items():
+        scores = " | ".join(_mean_std(row["f1"][n]) for n in names)
+        lines.append(f"| {method} | {scores} | {row['delta_m']:+.2f} | {row['step_ms']:.2f} | {row['unconverged_steps']} |")
+    return "\n".join(lines)
+
+
+def comparison_markdown(document: dict, figures: dict[str, str]) -> str:
+    """report.md of ``mtl experiment --compare``: the setup, the table, what it cannot tell apart, the plot."""
+    c, setup = document["config"], document["comparison_setup"]
+    seeds = setup["seeds"]
+    lines = [
+        "# Multi-task methods compared",
+        "",
+        f"`{c['command']}`",
+        "",
+        f"- data: {_describe_data(c)}",
+        f"- recipe: {c['epochs']} epochs, curriculum `{c['curriculum']}`, Adam lr {c['lr']}, batch {c['batch_size']}, "
+        f"trunk {c['hidden_dims']} {c['activation']}; backend {setup['backend']} {c['versions'].get(setup['backend'], '')}",
+        f"- seeds {', '.join(map(str, seeds))}: each seed draws the data, the split, the initial weights and the batch order;"
+        " within a seed every method starts from the same weights",
+        "- Δm: the mean over tasks of the relative gain of the method's seed-mean score over the single-task models'"
+        " (sign flipped for MSE), in %; ms / step: median wall time of a training step (epochs after the first)",
+        "",
+        comparison_table(document),
+        "",
+    ]
+    twins = setup["identical_results"]
+    if twins:
+        lines += ["Methods with identical scores on every task and seed (each trained its own models; here they coincide):", ""]
+        lines += [f"- {name}: same as {', '.join(others)}" for name, others in twins.items()]
+        lines.append("")
+    unconverged = {m: r["unconverged_steps"] for m, r in document["comparison"].items() if r["unconverged_steps"]}
+    if unconverged:
+        lines += [f"Solver tolerance missed (steps used the last iterate): {unconverged}.", ""]
+    if len(seeds) < 3:
+        lines += ["Fewer than three seeds: differences of a point or two are within seed-to-seed noise.", ""]
+    lines += ["## Plot", ""] + [f"![{caption}]({name})" for name, caption in figures.items()]
     return "\n".join(lines) + "\n"

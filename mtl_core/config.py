@@ -13,6 +13,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from mtl_core.aggregation import describe, resolve_aggregator
 from mtl_core.curricula import check_batch_size, resolve_curriculum
 from mtl_core.weighting import as_weighting
 
@@ -35,9 +36,11 @@ class TrainConfig:
 
     epochs, batch_size, lr (Adam's, when ``fit`` builds the optimiser), seed (initial weights when
     none are given, and the batch order), curriculum (a name or a Curriculum), weighting (a name,
-    a {task: weight} mapping or a Weighting), grad_norm_every (record the layers' gradient norms
-    every this many steps of an epoch), first_epoch (the epoch a resumed run starts at: it draws
-    the batches the uninterrupted run would have drawn), progress (a progress bar on stderr).
+    a {task: weight} mapping or a Weighting), aggregator (None: the gradient of the combined loss;
+    else a gradient-conflict method of mtl_core.aggregation, an instance or its name),
+    grad_norm_every (record the layers' gradient norms every this many steps of an epoch),
+    first_epoch (the epoch a resumed run starts at: it draws the batches the uninterrupted run
+    would have drawn), progress (a progress bar on stderr).
     """
 
     epochs: int = 6
@@ -46,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     curriculum: Any = "round_robin"
     weighting: Any = "sum"
+    aggregator: Any = None
     grad_norm_every: int = 10
     first_epoch: int = 0
     progress: bool = False
@@ -58,6 +62,7 @@ class TrainConfig:
             "seed": check_count(self.seed, "seed"),
             "curriculum": resolve_curriculum(self.curriculum),
             "weighting": as_weighting(self.weighting),
+            "aggregator": resolve_aggregator(self.aggregator),
             "grad_norm_every": check_count(self.grad_norm_every, "grad_norm_every", minimum=1),
             "first_epoch": check_count(self.first_epoch, "first_epoch"),
         }
@@ -83,6 +88,7 @@ class TrainConfig:
             "seed": self.seed,
             "curriculum": self.curriculum.name,
             "weighting": self.weighting.config(),
+            "aggregator": None if self.aggregator is None else describe(self.aggregator),
             "grad_norm_every": self.grad_norm_every,
             "first_epoch": self.first_epoch,
         }

@@ -8,6 +8,7 @@ the same order and return histories of the same structure.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
@@ -19,6 +20,7 @@ from mtl_core.config import TrainConfig
 from mtl_core.curricula import epoch_schedule, same_task_runs
 from mtl_core.data.task_data import TaskData
 from mtl_core.metrics import task_metric
+from mtl_core.plans import draw_step
 
 EVAL_CHUNK = 4096
 
@@ -32,12 +34,14 @@ class RunResult:
 
     losses: {task name: (K,)} mean loss of each step's batch; total: (K,) the combined loss;
     grad_norms: (K, layers) L2 norm of each layer's gradient (kernel and bias), rows where
-    ``record_norms`` was False may hold anything. Arrays may live on a device until the epoch ends.
+    ``record_norms`` was False may hold anything; residuals: (K,) the aggregator's solver residual
+    (None without an aggregator). Arrays may live on a device until the epoch ends.
     """
 
     losses: dict
     total: object
     grad_norms: object
+    residuals: object = None
 
 
 @dataclass
@@ -46,6 +50,7 @@ class RunPlan:
 
     task_weights: np.ndarray  # (K, T) the c_t of each step over all model tasks (mtl_core.weighting)
     record_norms: np.ndarray  # (K,) bool
+    orders: np.ndarray | None = None  # (K, n, n - 1) int32: PCGrad's task orders (mtl_core.plans), else None
 
 
 class Trainer(Protocol):
@@ -99,6 +104,10 @@ class _EpochLog:
     def add(self, steps, record, result: RunResult) -> None:
         self.runs.append((steps, record, result))
 
+    def residuals(self) -> np.ndarray:
+        """(steps,) the aggregator's solver residual of each step of the epoch."""
+        return np.concatenate([np.asarray(result.residuals, np.float64) for _, _, result in self.runs] or [np.zeros(0)])
+
     def summary(self) -> tuple[dict[str, float], float, np.ndarray, int]:
         loss_sum: dict[str, float] = {}
         rows: dict[str, int] = {}
@@ -141,8 +150,11 @@ def norm_steps(schedule: list[dict], every: int) -> np.ndarray:
     return record
 
 
-def new_history(arch: Architecture, with_eval: bool) -> dict:
-    """The history both backends return: per-epoch lists, keyed by task and by layer."""
+def new_history(arch: Architecture, with_eval: bool, with_solver: bool = False) -> dict:
+    """The history both backends return: per-epoch lists, keyed by task and by layer.
+
+    With an aggregator, "solver" holds its largest residual and its unconverged steps per epoch.
+    """
     history = {
         "epoch": [],
         "steps": [],
@@ -153,6 +165,8 @@ def new_history(arch: Architecture, with_eval: bool) -> dict:
     }
     if with_eval:
         history["f1"] = {t.name: [] for t in arch.tasks}
+    if with_solver:
+        history["solver"] = {"max_residual": [], "unconverged_steps": []}
     return history
 
 
@@ -172,7 +186,8 @@ def fit_loop(
     Epochs are numbered from ``config.first_epoch``: a run resumed from a checkpoint after k epochs
     passes k and draws exactly the batches the uninterrupted run would have drawn.
     ``previous_losses`` ({task: per-epoch training losses}, the earlier run's ``history["loss"]``)
-    lets ``dwa`` weighting resume with the weights the uninterrupted run would have used. Step
+    lets ``dwa`` weighting resume with the weights the uninterrupted run would have used (an empty
+    dict: a new training run that starts at a later epoch, with no earlier losses). Step
     ``i`` of epoch ``e`` draws its random choices (RLW's weights) under the key ``(e, i)``.
     """
     data = check_task_data(data, arch)
@@ -180,9 +195,9 @@ def fit_loop(
     weighting = config.weighting
     sizes = {name: len(task_data) for name, task_data in data.items()}
     names = [t.name for t in arch.tasks]
-    history = new_history(arch, eval_data is not None)
+    history = new_history(arch, eval_data is not None, config.aggregator is not None)
     epoch_losses = _previous_losses(previous_losses, names)
-    if weighting.uses_epoch_losses and config.first_epoch >= 2 and len(epoch_losses) < 2:
+    if weighting.uses_epoch_losses and config.first_epoch >= 2 and previous_losses is None:
         raise ValueError(
             f"{weighting.name} weighting sets each epoch's loss weights from the two previous epochs' training losses; "
             f"a run resumed at first_epoch={config.first_epoch} needs them: pass previous_losses=<the earlier history['loss']>"
@@ -196,9 +211,11 @@ def fit_loop(
         record_all = norm_steps(schedule, config.grad_norm_every)
         for run in same_task_runs(schedule, run_length):
             indices = range(step_index, step_index + len(run))
+            draws = [draw_step(weighting, config.aggregator, epoch_weights, (epoch, i), len(run[0])) for i in indices]
             plan = RunPlan(
-                task_weights=np.stack([weighting.step_task_weights(epoch_weights, (epoch, i)) for i in indices]),
+                task_weights=np.stack([d.task_weights for d in draws]),
                 record_norms=record_all[step_index : step_index + len(run)],
+                orders=None if draws[0].order is None else np.stack([d.order for d in draws]),
             )
             steps = [_step_batches(step, data) for step in run]
             log.add(steps, plan.record_norms, trainer.train_run(steps, plan))
@@ -213,6 +230,8 @@ def fit_loop(
             history["loss"][name].append(means.get(name, math.nan))
         for layer, value in zip(arch.layer_names, norms):
             history["grad_norm"][layer].append(float(value))
+        if config.aggregator is not None:
+            _record_solver(history["solver"], log.residuals(), config.aggregator.tol)
         state = trainer.weighting_state()
         for name, value in zip(names, weighting.effective(weights, state.get("log_var"), state)):
             history["loss_weights"][name].append(float(value))
@@ -228,7 +247,28 @@ def fit_loop(
             bar.update(1)
     if bar is not None:
         bar.close()
+    if config.aggregator is not None:
+        _warn_unconverged(history["solver"], config.aggregator)
     return history
+
+
+def _record_solver(solver: dict, residuals: np.ndarray, tol: float) -> None:
+    """One epoch's solver report: the largest residual and how many steps missed the tolerance."""
+    solver["max_residual"].append(float(residuals.max(initial=0.0)) if not np.isnan(residuals).any() else math.nan)
+    solver["unconverged_steps"].append(int(np.sum(~(residuals <= tol))))
+
+
+def _warn_unconverged(solver: dict, aggregator) -> None:
+    """Say it when an aggregator's solver missed its tolerance: those steps used its last iterate."""
+    missed = sum(solver["unconverged_steps"])
+    if missed:
+        warnings.warn(
+            f"{aggregator.name}: the solver missed its tolerance {aggregator.tol:g} in {missed} steps "
+            f"(largest residual per epoch {solver['max_residual']}); those steps used its last iterate, "
+            "see history['solver']",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _previous_losses(previous: Mapping[str, Sequence[float]] | None, names: list[str]) -> list[dict[str, float]]:

@@ -60,18 +60,20 @@ def check_tasks(tasks: Iterable[TaskSpec]) -> tuple[TaskSpec, ...]:
 
 
 TOTAL = "total"  # the key of the combined loss in the dict a train step returns
+SOLVER_RESIDUAL = "solver_residual"  # ... and of the aggregator's solver residual, when it has one
 
 
-def check_step_report(names) -> None:
-    """Refuse a train step whose report would hide a task's loss under the combined ``TOTAL``.
+def check_step_report(names, aggregator=None) -> None:
+    """Refuse a train step whose report would hide a task's loss under one of its own keys.
 
     Any task name is valid, "total" too: ``fit`` keeps the combined loss apart from the tasks'.
     """
-    if TOTAL in names:
-        raise ValueError(
-            f"a task named {TOTAL!r} collides with the combined loss in the dict a train step returns; "
-            "rename the task, or train it with fit, which reports the combined loss separately"
-        )
+    for key in (TOTAL,) + ((SOLVER_RESIDUAL,) if aggregator is not None else ()):
+        if key in names:
+            raise ValueError(
+                f"a task named {key!r} collides with the {'combined loss' if key == TOTAL else 'solver residual'} in the "
+                "dict a train step returns; rename the task, or train it with fit, which reports it separately"
+            )
 
 
 def resolve_task_id(tasks: Sequence[TaskSpec], task_id: int | str) -> int:

@@ -18,6 +18,13 @@ uncertainty  f_t = exp(-s_t) L_t + s_t, s_t a learnable log-variance started at 
              Cipolla 2018); s lives with the parameters and is trained by the optimiser
 dwa          c_t = T softmax(r / temperature)_t, r_t = L_t(e-1) / L_t(e-2) from the two previous
              epochs' mean training losses, c_t = 1 in the first two (Liu, Johns & Davison 2019)
+famo         FAMO (Liu, Liu, Stone & Liu 2023, Algorithm 1): f_t = (z_t / C) log(L_t + eps) with
+             z = softmax(xi) over the present tasks and C = sum_t z_t / (L_t + eps), both held
+             constant under differentiation; after the step, xi <- xi - lr (J_z^T delta + decay xi)
+             with delta_t = log(L_t + eps) - log(L_t' + eps), L' the losses of the same batches
+             under the updated parameters
+rlw          f_t = softmax(p)_t L_t over the present tasks, p ~ N(0, I) drawn afresh for every step
+             from the seed (Lin et al. 2022, Random Loss Weighting)
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import numpy as np
 from mtl_core.array_ops import ArrayOps
 from mtl_core.tasks import TaskSpec
 
-WEIGHTINGS = ("sum", "mean", "fixed", "uncertainty", "dwa")
+WEIGHTINGS = ("sum", "mean", "fixed", "uncertainty", "dwa", "famo", "rlw")
 
 
 def _positive(value, what: str) -> float:
@@ -59,6 +66,7 @@ class Weighting:
     learnable: ClassVar[bool] = False  # has parameters the optimiser trains (uncertainty)
     stateful: ClassVar[bool] = False  # carries state from step to step (famo)
     uses_epoch_losses: ClassVar[bool] = False  # its weights follow the previous epochs' losses (dwa)
+    random_weights: ClassVar[bool] = False  # draws its weights for every step (rlw)
     task_names: tuple[str, ...] = ()
 
     # -- what the host decides --------------------------------------------------------------------
@@ -200,7 +208,80 @@ def dwa_coefficients(epoch_losses: Sequence[Mapping[str, float]], names: Sequenc
     return len(names) * scaled / scaled.sum()
 
 
-_BY_NAME = {cls.name: cls for cls in (Sum, Mean, Fixed, Uncertainty, DWA)}
+def _softmax(ops: ArrayOps, logits):
+    scaled = ops.xp.exp(logits - ops.xp.amax(logits, axis=0))
+    return scaled / ops.xp.sum(scaled, axis=0)
+
+
+@dataclass(frozen=True)
+class FAMO(Weighting):
+    """FAMO's Algorithm 1, with the official code's defaults (lr 0.025, decay 0.01, eps 1e-8).
+
+    The logits xi update with the paper's plain gradient step (the official code uses Adam for
+    them); only the present tasks' logits move. ``eps`` keeps log(L) finite at L = 0.
+    """
+
+    name: ClassVar[str] = "famo"
+    stateful: ClassVar[bool] = True
+    lr: float = 0.025
+    decay: float = 0.01
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr", _positive(self.lr, "the famo lr"))
+        object.__setattr__(self, "decay", _non_negative(self.decay, "the famo decay"))
+        object.__setattr__(self, "eps", _positive(self.eps, "the famo eps"))
+
+    def init_state(self):
+        return {"logits": np.zeros(len(self.task_names))}
+
+    def objectives(self, ops, losses, index, task_weights, state, log_var):
+        shifted = losses + self.eps
+        z = _softmax(ops, state["logits"][np.asarray(index)])
+        scale = ops.stop_gradient(z / ops.xp.sum(z / shifted, axis=0))
+        return scale * ops.xp.log(shifted)
+
+    def update_state(self, ops, state, index, before, after):
+        logits = state["logits"]
+        index = np.asarray(index)
+        z = _softmax(ops, logits[index])
+        delta = ops.xp.log(before + self.eps) - ops.xp.log(after + self.eps)
+        step = z * (delta - ops.xp.sum(z * delta, axis=0)) + self.decay * logits[index]  # softmax's Jacobian is symmetric
+        present = ops.eye(len(self.task_names), logits)[index]  # (n, T): scatter without in-place writes
+        return {"logits": logits - self.lr * (step @ present)}
+
+    def effective(self, task_weights, log_variances=None, state=None):
+        logits = np.asarray(state["logits"], dtype=np.float64)
+        z = np.exp(logits - logits.max())
+        return z / z.sum()
+
+
+@dataclass(frozen=True)
+class RLW(Weighting):
+    """Random loss weighting: every step draws p ~ N(0, I_T) from ``(seed, *key)`` in numpy, so both
+    backends use the same weights; the present tasks weigh softmax(p) over themselves."""
+
+    name: ClassVar[str] = "rlw"
+    random_weights: ClassVar[bool] = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"the rlw seed must be an int >= 0, got {self.seed!r}")
+
+    def step_task_weights(self, epoch_weights, key):
+        del epoch_weights
+        return np.random.default_rng([self.seed, *key]).standard_normal(len(self.task_names))
+
+    def objectives(self, ops, losses, index, task_weights, state, log_var):
+        return _softmax(ops, task_weights[np.asarray(index)]) * losses
+
+    def effective(self, task_weights, log_variances=None, state=None):
+        p = np.asarray(task_weights, dtype=np.float64)
+        return np.exp(p - p.max()) / np.exp(p - p.max()).sum()
+
+
+_BY_NAME = {cls.name: cls for cls in (Sum, Mean, Fixed, Uncertainty, DWA, FAMO, RLW)}
 
 
 def resolve_weighting(weighting: Any, tasks: Sequence[TaskSpec], **options) -> Weighting:

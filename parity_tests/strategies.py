@@ -142,6 +142,8 @@ def problems(
     max_batch: int = MAX_BATCH,
     masked=None,
     stepped: bool = False,
+    min_input_dim: int = 1,
+    min_width: int = 1,
 ) -> Problem:
     """A whole problem: 1-5 tasks of every kind, a 1-3 layer trunk, any activation, inputs of any kind.
 
@@ -152,8 +154,8 @@ def problems(
     tasks = tuple(draw(task_spec(name)) for name in names)
     return Problem(
         tasks=tasks,
-        input_dim=draw(st.integers(1, max_input_dim)),
-        hidden_dims=tuple(draw(st.lists(st.integers(1, max_width), min_size=1, max_size=MAX_LAYERS))),
+        input_dim=draw(st.integers(min_input_dim, max_input_dim)),
+        hidden_dims=tuple(draw(st.lists(st.integers(min_width, max_width), min_size=1, max_size=MAX_LAYERS))),
         activation=draw(st.sampled_from(ACTIVATIONS)),
         batch_sizes=tuple(draw(st.integers(1, max_batch)) for _ in tasks),
         input_kinds=tuple(draw(st.sampled_from(input_kinds)) for _ in tasks),
@@ -262,6 +264,7 @@ class FitProblem:
     curriculum: str
     weighting: object
     grad_norm_every: int
+    aggregator: object = None  # None, or a method of mtl_core.aggregation (an instance or its name)
 
     def data(self, split: int = 0) -> dict[str, TaskData]:
         """{task name: TaskData}; split 0 trains, split 1 evaluates."""
@@ -274,7 +277,9 @@ class FitProblem:
 
 
 @st.composite
-def fit_problems(draw, dtype, curricula=CURRICULA, weighting_names=WEIGHTINGS, max_tasks: int = 3, max_rows: int = 40) -> FitProblem:
+def fit_problems(
+    draw, dtype, curricula=CURRICULA, weighting_names=WEIGHTINGS, max_tasks: int = 3, max_rows: int = 40, aggregators=(None,)
+) -> FitProblem:
     """A problem plus fit's arguments, from the inputs and learning rates compared in ``dtype``.
 
     Smaller than ``problems()`` (3 tasks, 64 inputs, width 16): a fit compiles one program per set
@@ -291,6 +296,7 @@ def fit_problems(draw, dtype, curricula=CURRICULA, weighting_names=WEIGHTINGS, m
         curriculum=draw(st.sampled_from(curricula)),
         weighting=draw(weightings(problem.names, weighting_names)).weighting,
         grad_norm_every=draw(st.integers(1, 4)),
+        aggregator=draw(st.sampled_from(aggregators)),
     )
 
 
@@ -303,10 +309,10 @@ class TrajectoryCase(NamedTuple):
 
 
 @st.composite
-def trajectory_cases(draw, dtype, weighting_names=WEIGHTINGS, max_steps: int = 50) -> TrajectoryCase:
+def trajectory_cases(draw, dtype, weighting_names=WEIGHTINGS, max_steps: int = 50, **problem_options) -> TrajectoryCase:
     """A stream, Adam settings and a weighting, from the inputs and learning rates compared in ``dtype``."""
     input_kinds, lrs = adam_domain(dtype)
-    stream = draw(streams(problems(input_kinds=input_kinds, stepped=True), max_steps))
+    stream = draw(streams(problems(input_kinds=input_kinds, stepped=True, **problem_options), max_steps))
     return TrajectoryCase(stream, draw(adam_settings(lrs)), draw(weightings(stream.problem.names, weighting_names)))
 
 
@@ -336,4 +342,45 @@ def blog_problems():
         sparse=st.just((True, True)),
         masked=st.just(False),
         seed=st.integers(0, 2**32 - 1),
+    )
+
+
+# -- Jacobians for gradient aggregation (mtl_core.aggregation) -------------------------------------------
+ROW_KINDS = ("random", "parallel", "opposite", "conflicting", "zero")
+JACOBIAN_SCALES = (1e-6, 1e-3, 1.0, 1e3, 1e6)
+
+
+@dataclass(frozen=True)
+class JacobianCase:
+    """T task gradients of P parameters, each row of a kind relative to a random earlier row, times a scale."""
+
+    kinds: tuple[str, ...]  # one of ROW_KINDS per row; the first row is random unless "zero"
+    dim: int
+    scale: float
+    seed: int
+
+    def array(self) -> np.ndarray:
+        """(T, P) float32 (float32 values also for float64 tests). Rows have norms spread over 0.1..3 (x scale);
+        parallel and opposite rows are multiples of an earlier row, conflicting ones its negation plus 0.3 noise."""
+        rng = np.random.default_rng(self.seed)
+        count = len(self.kinds)
+        rows = rng.standard_normal((count, self.dim)) * rng.uniform(0.1, 3.0, (count, 1))
+        for i, kind in enumerate(self.kinds):
+            earlier, factor = rows[rng.integers(max(i, 1))], rng.uniform(0.1, 3.0)
+            if kind == "zero":
+                rows[i] = 0.0
+            elif i > 0 and kind == "parallel":
+                rows[i] = factor * earlier
+            elif i > 0 and kind == "opposite":
+                rows[i] = -factor * earlier
+            elif i > 0 and kind == "conflicting":
+                rows[i] = -earlier + 0.3 * rows[i]
+        return (rows * self.scale).astype(np.float32)
+
+
+def jacobian_cases(max_tasks: int = 6, max_dim: int = 50):
+    """1..max_tasks rows of any ROW_KINDS, 1..max_dim parameters, scales 1e-6..1e6."""
+    kinds = st.integers(1, max_tasks).flatmap(lambda t: st.lists(st.sampled_from(ROW_KINDS), min_size=t, max_size=t).map(tuple))
+    return st.builds(
+        JacobianCase, kinds=kinds, dim=st.integers(1, max_dim), scale=st.sampled_from(JACOBIAN_SCALES), seed=st.integers(0, 2**32 - 1)
     )

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from mtl_core import pad_rows
 from parity_tests.backends import jax_adam_state, jax_canonical, jax_logits, jax_module, torch_adam_state, torch_model, torch_weights
 from parity_tests.compare import assert_close_trees
 from parity_tests.profiles import examples
-from parity_tests.runs import torch_log_var
+from parity_tests.runs import torch_log_var, torch_weighting_state
 from parity_tests.strategies import FitProblem, fit_problems
 from parity_tests.tolerances import tolerance
 
@@ -35,11 +36,15 @@ def _arguments(case: FitProblem) -> dict:
 
 def _torch_outcome(model, optimizer, history) -> dict:
     log_var = torch_log_var(optimizer)
-    return {"weights": torch_weights(model, log_var), "adam": torch_adam_state(model, optimizer, log_var), "loss": history["loss"]}
+    return {
+        "weights": torch_weights(model, log_var), "adam": torch_adam_state(model, optimizer, log_var),
+        "weighting": torch_weighting_state(optimizer), "loss": history["loss"],
+    }
 
 
-def _jax_outcome(params, opt_state, history) -> dict:
-    return {"weights": jax_canonical(params), "adam": jax_adam_state(opt_state), "loss": history["loss"]}
+def _jax_outcome(params, state, history) -> dict:
+    weighting = {key: np.array(value) for key, value in state.weighting.items()}
+    return {"weights": jax_canonical(params), "adam": jax_adam_state(state.opt_state), "weighting": weighting, "loss": history["loss"]}
 
 
 def _torch_fit(case: FitProblem, epochs: int, model=None, optimizer=None, **resume):
@@ -52,10 +57,8 @@ def _torch_fit(case: FitProblem, epochs: int, model=None, optimizer=None, **resu
 def _jax_fit(case: FitProblem, epochs: int, module=None, params=None, **resume):
     module = jax_module(case.problem) if module is None else module
     params = jax_impl.import_params(case.problem.initial_params(), module) if params is None else params
-    params, history, opt_state = jax_impl.fit(
-        module, case.data(0), params=params, epochs=epochs, return_opt_state=True, **_arguments(case), **resume
-    )
-    return params, opt_state, history
+    params, history, state = jax_impl.fit(module, case.data(0), params=params, epochs=epochs, return_state=True, **_arguments(case), **resume)
+    return params, state, history
 
 
 @pytest.mark.parametrize("saved_by", ["torch", "jax"])
@@ -70,14 +73,17 @@ def test_training_resumed_in_the_other_backend_continues_the_uninterrupted_run(s
         if saved_by == "torch":
             model, optimizer, history = _torch_fit(case, first)
             torch_ref.save_checkpoint(path, model, optimizer, weighting=case.weighting)
-            module, params, opt_state = jax_impl.load_checkpoint(path)
+            module, params, opt_state, saved = jax_impl.load_checkpoint(path, with_extras=True)
             resumed = _jax_outcome(*_jax_fit(
-                case, case.epochs - first, module, params, opt_state=opt_state, first_epoch=first, previous_losses=history["loss"]
+                case, case.epochs - first, module, params, opt_state=opt_state, weighting_state=saved.weighting_state,
+                first_epoch=first, previous_losses=history["loss"],
             ))
             whole = _torch_outcome(*_torch_fit(case, case.epochs))
         else:
-            params, opt_state, history = _jax_fit(case, first)
-            jax_impl.save_checkpoint(path, jax_module(case.problem), params, opt_state, weighting=case.weighting)
+            params, state, history = _jax_fit(case, first)
+            jax_impl.save_checkpoint(
+                path, jax_module(case.problem), params, state.opt_state, weighting=case.weighting, weighting_state=state.weighting
+            )
             model, optimizer = torch_ref.load_checkpoint(path)
             resumed = _torch_outcome(*_torch_fit(
                 case, case.epochs - first, model, optimizer, first_epoch=first, previous_losses=history["loss"]

@@ -23,7 +23,14 @@ from mtl_core.data import synthetic_reviews
 TASKS = (TaskSpec("a", "binary", 1), TaskSpec("b", "multiclass", 3), TaskSpec("c", "regression", 2))
 # 203, 150 and 97 rows in batches of 30 leave ragged last batches, and 30 rows split unevenly over 4 devices.
 SIZES = {"a": 203, "b": 150, "c": 97}
-CONFIGS = [("round_robin", "dwa"), ("sequential", "uncertainty")]
+# (curriculum, weighting, aggregator): aggregators all-reduce every task's gradient, not their sum.
+CONFIGS = [
+    ("round_robin", "dwa", None),
+    ("sequential", "uncertainty", None),
+    ("round_robin", "sum", "nash_mtl"),
+    ("round_robin", "famo", "pcgrad"),
+    ("proportional", "uncertainty", "mgda_ub"),
+]
 FIT = dict(epochs=3, batch_size=30, seed=0)
 
 
@@ -66,11 +73,12 @@ def run_jax(out: str, fault: str | None) -> None:
         meshes["data2_model2"] = jax.make_mesh((2, 2), ("data", "model"))
     results = {}
     for mesh_name, mesh in meshes.items():
-        for curriculum, weighting in CONFIGS:
+        for curriculum, weighting, aggregator in CONFIGS:
             params, history = jax_impl.fit(
-                module, train, eval_data=test, params=start, mesh=mesh, curriculum=curriculum, weighting=weighting, **FIT
+                module, train, eval_data=test, params=start, mesh=mesh, curriculum=curriculum, weighting=weighting,
+                aggregator=aggregator, **FIT,
             )
-            results[f"{mesh_name}/{curriculum}/{weighting}"] = (jax_impl.export_params(params), history)
+            results[f"{mesh_name}/{curriculum}/{weighting}/{aggregator}"] = (jax_impl.export_params(params), history)
     save(out, results)
 
 
@@ -101,11 +109,13 @@ def run_torch(out: str, rank: int, world: int, port: int, fault: str | None) -> 
         train_module.TorchTrainer.train_run = failing
     train, test = problem()
     results = {}
-    for curriculum, weighting in CONFIGS:
+    for curriculum, weighting, aggregator in CONFIGS:
         torch.manual_seed(0)
         model = torch_ref.MultiTaskNetwork(300, TASKS, hidden_dims=(16, 8)).double()
-        model, history = torch_ref.fit(model, train, eval_data=test, curriculum=curriculum, weighting=weighting, **FIT)
-        results[f"world{world}/{curriculum}/{weighting}"] = (torch_ref.export_params(model), history)
+        model, history = torch_ref.fit(
+            model, train, eval_data=test, curriculum=curriculum, weighting=weighting, aggregator=aggregator, **FIT
+        )
+        results[f"world{world}/{curriculum}/{weighting}/{aggregator}"] = (torch_ref.export_params(model), history)
     if rank == 0:
         save(out, results)
     if world > 1:

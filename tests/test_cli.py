@@ -233,7 +233,45 @@ def test_experiment_on_files_with_fixed_weights_records_them(files, tmp_path):
         ("movie", "binary", 1, 48, 12), ("yelp", "multiclass", 3, 48, 12)]
 
 
+def test_compare_writes_one_row_per_method_whose_delta_m_follows_from_its_own_scores(tmp_path):
+    result = mtl("--quiet", "experiment", "--compare", "sum,pcgrad,famo", "--seeds", "2", "--epochs", "2", "--out", tmp_path, *TINY_SYNTHETIC)
+    assert result.code == 0, result.err
+    document = json.loads((tmp_path / "report.json").read_text())
+    comparison, single = document["comparison"], document["comparison_single"]
+    assert list(comparison) == ["sum", "pcgrad", "famo"] and set(single) == {"movie", "yelp"}
+    assert document["comparison_setup"]["seeds"] == [0, 1] and all(len(v) == 2 for v in single.values())
+    for method, row in comparison.items():
+        assert set(row["f1"]) == {"movie", "yelp"} and all(len(v) == 2 for v in row["f1"].values())
+        gains = [(np.mean(row["f1"][t]) - np.mean(single[t])) / np.mean(single[t]) for t in ("movie", "yelp")]
+        assert row["delta_m"] == pytest.approx(100 * np.mean(gains), rel=1e-9), method
+        assert row["step_ms"] > 0 and row["unconverged_steps"] == 0
+    assert (comparison["pcgrad"]["aggregator"], comparison["famo"]["weighting"]) == ("pcgrad", "famo")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| single-task |" in markdown and "| famo |" in markdown and "](comparison.png)" in markdown
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| pcgrad |" in result.out
+
+
+def test_methods_with_identical_results_are_named_in_the_report():
+    document = {"comparison": {"a": {"f1": {"t": [0.5]}}, "b": {"f1": {"t": [0.5]}}, "c": {"f1": {"t": [0.6]}}}}
+    from mtl_cli.compare import identical_results
+
+    assert identical_results(document["comparison"]) == {"a": ["b"], "b": ["a"]}
+
+
 # --- mtl train / mtl predict --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend, other", [("torch", "jax"), ("jax", "torch")])
+def test_train_with_an_aggregator_and_famo_writes_a_checkpoint_the_other_backend_reads(files, tmp_path, backend, other):
+    out = tmp_path / "model"
+    result = mtl("--quiet", "train", *task_args(files), "--backend", backend, "--epochs", "1",
+                 "--aggregator", "mgda", "--weighting", "famo", "--out", out)
+    assert result.code == 0, result.err
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert (config["aggregator"], config["weighting"]) == ("mgda", "famo")
+    assert load_file(str(out / "model.safetensors"))["weighting.state.logits"].shape == (2,)
+    assert len(_predict(files, out / "model.safetensors", other)) == 12
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -338,6 +376,12 @@ def _bad_inputs(folder: Path, files, checkpoint: Path) -> dict[str, tuple[list, 
         "bad_choice": (["experiment", "--backend", "tensorflow"], "invalid choice: 'tensorflow'"),
         "not_a_number": (["experiment", "--epochs", "six"], "invalid int value: 'six'"),
         "no_command": ([], "the following arguments are required: COMMAND"),
+        "unknown_compared_method": (["experiment", "--compare", "sum,softmax"], "unknown methods ['softmax']"),
+        "method_compared_twice": (["experiment", "--compare", "sum,pcgrad,sum"], "['sum'] named more than once"),
+        "compare_in_both_backends": (["experiment", "--compare", "sum", "--backend", "both"], "--compare trains every method in one backend"),
+        "aggregator_with_compare": (["experiment", "--compare", "sum", "--aggregator", "mgda"], "name the aggregators to compare in --compare"),
+        "unknown_aggregator": (train("--task", f"m={files.movie}:text:label", "--aggregator", "gradnorm"), "invalid choice: 'gradnorm'"),
+        "zero_seeds": (["experiment", "--compare", "sum", "--seeds", "0"], "--seeds must be >= 1, got 0"),
     }
 
 
@@ -352,7 +396,8 @@ BAD_CASES = [
     "out_is_a_file", "experiment_of_one_task", "synthetic_size_with_files", "foreign_checkpoint", "truncated_checkpoint",
     "truncated_checkpoint_in_jax", "missing_checkpoint", "checkpoint_without_vocabulary", "unknown_task",
     "input_without_column", "input_column_missing", "unknown_option", "missing_required_option", "bad_choice",
-    "not_a_number", "no_command",
+    "not_a_number", "no_command", "unknown_compared_method", "method_compared_twice", "compare_in_both_backends",
+    "aggregator_with_compare", "unknown_aggregator", "zero_seeds",
 ]
 
 

@@ -48,8 +48,9 @@ def test_training_config_merges_keywords_into_the_given_config():
 def test_as_dict_is_json_ready():
     assert TrainConfig(weighting="dwa").as_dict() == {
         "epochs": 6, "batch_size": 64, "lr": 1e-3, "seed": 0, "curriculum": "round_robin",
-        "weighting": {"name": "dwa", "temperature": 2.0}, "grad_norm_every": 10, "first_epoch": 0,
+        "weighting": {"name": "dwa", "temperature": 2.0}, "aggregator": None, "grad_norm_every": 10, "first_epoch": 0,
     }
+    assert TrainConfig(aggregator="cagrad").as_dict()["aggregator"] == {"name": "cagrad", "c": 0.4, "smoothing": 1e-4, "tol": 1e-4, "max_iter": 100}
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ CORE_MODULES = (
     "mtl_core.config",
     "mtl_core.batches",
     "mtl_core.array_ops",
+    "mtl_core.aggregation",
+    "mtl_core.plans",
 )
 
 

@@ -241,7 +241,8 @@ def test_train_step_is_pure_and_runs_without_jit_as_the_jitted_step_does(initial
     batches = helpers.batches(seed=14)
     state = step.init_state(fresh(initial))
     before = snapshot(state)
-    eager_state, eager = jax_impl.train_step(step.spec, state, step.prepare(batches), step.plan())
+    prepared = step.prepare(batches)
+    eager_state, eager = jax_impl.train_step(step.spec, state, prepared, step.plan(prepared))
     assert trees_equal(snapshot(state), before)  # nothing of the input changed, nothing was donated
     jitted_state, jitted = step.apply(step.init_state(fresh(initial)), batches)
     assert isinstance(jitted_state, jax_impl.TrainState) and set(jitted.losses) == {"movie", "yelp"}

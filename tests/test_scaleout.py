@@ -3,7 +3,9 @@
 jax: a subprocess with four forced host devices (XLA_FLAGS) runs fit on one device and on meshes
 ("data" 4; "data" 2 x "model" 2). torch: two gloo processes on 127.0.0.1 run fit with DDP and are
 compared to one process. Ragged batches throughout; float64, compared with the parity suite's
-fit tolerance. Negative controls drop one shard's rows, and a rank that raises must end the run.
+fit tolerance; the summed step and three aggregators (nash_mtl, pcgrad, mgda_ub), which must reduce
+every task's gradient before aggregating. Negative controls drop one shard's rows, and a rank that
+raises must end the run.
 """
 
 from __future__ import annotations
@@ -77,8 +79,10 @@ def _run_torch(tmp_path: Path, world: int, fault: str | None = None) -> tuple[di
 
 
 def _compare(results: dict, reference: str, candidate: str) -> None:
+    compared = 0
     for config, (params, history) in results.items():
         if config.startswith(candidate + "/"):
+            compared += 1
             base = reference + config[len(candidate):]
             assert_close_trees(params, results[base][0], TOL, f"{config} weights")
             assert_close_trees(
@@ -87,6 +91,8 @@ def _compare(results: dict, reference: str, candidate: str) -> None:
                 TOL,
                 f"{config} history",
             )
+            assert history.get("solver", {}).get("unconverged_steps") == results[base][1].get("solver", {}).get("unconverged_steps")
+    assert compared >= 5, f"only {compared} configurations of {candidate} were compared"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The PyTorch reference implementation: the blog's recipe, generalised to any number of tasks."""
 
+from torch_ref.aggregate import aggregate
 from torch_ref.checkpoint import load_checkpoint, save_checkpoint
 from torch_ref.inputs import SparseRows, sparse_rows
 from torch_ref.model import MultiTaskNetwork
@@ -9,6 +10,7 @@ from torch_ref.step import TrainStep, make_train_step
 from torch_ref.train import fit
 
 __all__ = [
+    "aggregate",
     "MultiTaskNetwork",
     "SparseRows",
     "TrainStep",

@@ -12,14 +12,17 @@ from mtl_core.weighting import resolve_weighting
 from torch_ref.model import MultiTaskNetwork
 from torch_ref.optimizer import adam
 from torch_ref.params import _check_model, canonical_parameters, export_params, from_canonical, import_params, to_canonical
-from torch_ref.step import LOG_VARIANCE_GROUP
+from torch_ref.step import LOG_VARIANCE_GROUP, WEIGHTING_STATE_GROUP
+
+
+def _named_groups(optimizer: torch.optim.Optimizer | None, prefix: str) -> dict[str, torch.Tensor]:
+    """{name after ``prefix``: tensor} of the optimizer's one-tensor param groups named ``prefix...``."""
+    groups = optimizer.param_groups if optimizer is not None else []
+    return {g["name"][len(prefix) :]: g["params"][0] for g in groups if str(g.get("name", "")).startswith(prefix)}
 
 
 def _log_variance_parameter(optimizer: torch.optim.Optimizer | None):
-    for group in optimizer.param_groups if optimizer is not None else []:
-        if group.get("name") == LOG_VARIANCE_GROUP:
-            return group["params"][0]
-    return None
+    return _named_groups(optimizer, LOG_VARIANCE_GROUP).get("")
 
 
 def _adam_hyper(optimizer: torch.optim.Optimizer) -> AdamHyper:
@@ -79,8 +82,15 @@ def save_checkpoint(
             adam=None if optimizer is None else _adam_state(optimizer, named),
             vocabulary=None if vocabulary is None else tuple(vocabulary),
             label_names={k: tuple(v) for k, v in (label_names or {}).items()},
+            weighting_state=_weighting_state(optimizer, weighting),
         ),
     )
+
+
+def _weighting_state(optimizer, weighting) -> dict[str, np.ndarray]:
+    """The weighting's state the step keeps in the optimizer; its initial state when there is none yet."""
+    found = {key: value.detach().cpu().numpy() for key, value in _named_groups(optimizer, WEIGHTING_STATE_GROUP).items()}
+    return {key: found.get(key, initial) for key, initial in weighting.init_state().items()}
 
 
 def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
@@ -110,6 +120,8 @@ def _restore_adam(model: MultiTaskNetwork, checkpoint: Checkpoint) -> torch.opti
         log_var = torch.nn.Parameter(torch.from_numpy(checkpoint.log_variances).to(reference))
         optimizer.add_param_group({"params": [log_var], "name": LOG_VARIANCE_GROUP})
         named[LOG_VARIANCE] = (log_var, False)
+    for key, value in checkpoint.weighting_state.items():
+        optimizer.add_param_group({"params": [torch.from_numpy(value).to(model.trunk[0].weight)], "name": WEIGHTING_STATE_GROUP + key})
     for name, (parameter, transposed) in named.items():
         if checkpoint.adam.step[name] == 0:
             continue  # never updated: torch creates the state on the first step

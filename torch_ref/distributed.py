@@ -61,8 +61,9 @@ def shard(X: sp.csr_matrix, y: np.ndarray, rank: int, world: int) -> tuple[sp.cs
 class DistributedTrainStep(TrainStep):
     """TrainStep whose forward runs through DDP wrappers and whose reported losses are global."""
 
-    def __init__(self, model, optimizer, weighting="sum"):
-        super().__init__(model, optimizer, weighting)
+    def __init__(self, model, optimizer, weighting="sum", aggregator=None):
+        super().__init__(model, optimizer, weighting, aggregator)
+        self.world_size = dist.get_world_size()
         device = model.trunk[0].weight.device
         device_ids = [device.index] if device.type == "cuda" else None
         wrap = lambda module: DistributedDataParallel(module, device_ids=device_ids)  # noqa: E731
@@ -76,11 +77,11 @@ class DistributedTrainStep(TrainStep):
     def _log_variances_in_graph(self):
         return None if self.weighting_module is None else self.weighting_module()
 
-    def _global_losses(self, losses: torch.Tensor) -> torch.Tensor:
-        """Global batch losses: each rank's scaled sum, summed over ranks, divided by the ranks."""
-        losses = losses.clone()
-        dist.all_reduce(losses)
-        return losses / dist.get_world_size()
+    def global_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over the ranks (a copy: the input is left as it was)."""
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
 
 
 @contextlib.contextmanager

@@ -7,15 +7,19 @@ from typing import Mapping, NamedTuple
 import numpy as np
 import torch
 
+from mtl_core.aggregation import resolve_aggregator
 from mtl_core.batches import check_batches
-from mtl_core.tasks import TOTAL, TaskSpec, check_step_report
+from mtl_core.plans import draw_step, needs_key
+from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL, TaskSpec, check_step_report
 from mtl_core.weighting import resolve_weighting
 from torch_ref.array_ops import TORCH_OPS
 from torch_ref.inputs import as_labels, as_network_input, num_rows
+from torch_ref.jacobian import aggregated_backward
 from torch_ref.losses import task_loss
 from torch_ref.model import MultiTaskNetwork
 
 LOG_VARIANCE_GROUP = "weighting.log_var"
+WEIGHTING_STATE_GROUP = "weighting.state."  # + key: a weighting's state, kept in the optimizer
 
 
 class TaskBatch(NamedTuple):
@@ -46,34 +50,49 @@ class TrainStep:
     untouched, as ``optimizer.zero_grad(set_to_none=True)`` makes ``torch.optim.Adam`` do.
     With ``weighting="uncertainty"`` the learnable log-variances are added to ``optimizer`` as a
     param group named "weighting.log_var" (or found there when the optimizer already has one).
-    A weighting with state between steps (FAMO) keeps it in ``step.weighting_state``.
+    A weighting with state between steps (FAMO) keeps it in ``step.weighting_state``, whose tensors
+    ride in ``optimizer`` as param groups "weighting.state.{key}" that never get a gradient (Adam
+    leaves them alone): the optimizer a fit is resumed with, or a checkpoint, carries them. With an
+    ``aggregator`` the trunk's gradient combines the tasks' own gradients (torch_ref.jacobian).
+    A direct call draws its random choices (RLW's weights, PCGrad's order) under the key
+    ``(step.steps_done,)`` unless given one, as jax_impl's ``step.apply`` does.
     """
 
-    def __init__(self, model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum"):
+    world_size = 1  # data-parallel ranks (torch_ref.distributed)
+
+    def __init__(self, model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum", aggregator=None):
         if not isinstance(model, MultiTaskNetwork):
             raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer = model, optimizer
         self.weighting = resolve_weighting(weighting, model.tasks)
+        self.aggregator = resolve_aggregator(aggregator)
+        self.steps_done = 0
         reference = model.trunk[0].weight
         self.default_task_weights = torch.tensor(
             self.weighting.initial_task_weights(), dtype=reference.dtype, device=reference.device
         )
         self.log_variances = self._log_variances(reference) if self.weighting.learnable else None
         self.weighting_state = {
-            name: torch.as_tensor(value, dtype=reference.dtype, device=reference.device)
-            for name, value in self.weighting.init_state().items()
+            key: self._optimizer_tensor(WEIGHTING_STATE_GROUP + key, lambda value=value: torch.as_tensor(value).to(reference))
+            for key, value in self.weighting.init_state().items()
         }
 
-    def _log_variances(self, reference: torch.Tensor) -> torch.nn.Parameter:
+    def _optimizer_tensor(self, name: str, make) -> torch.Tensor:
+        """The one tensor of the optimizer's param group ``name``, added from ``make()`` when it has none."""
         for group in self.optimizer.param_groups:
-            if group.get("name") == LOG_VARIANCE_GROUP:
-                (parameter,) = group["params"]
-                return parameter
-        parameter = torch.nn.Parameter(torch.zeros(len(self.model.tasks), dtype=reference.dtype, device=reference.device))
-        self.optimizer.add_param_group({"params": [parameter], "name": LOG_VARIANCE_GROUP})
-        return parameter
+            if group.get("name") == name:
+                (tensor,) = group["params"]
+                return tensor
+        tensor = make()
+        self.optimizer.add_param_group({"params": [tensor], "name": name})
+        return tensor
+
+    def _log_variances(self, reference: torch.Tensor) -> torch.nn.Parameter:
+        return self._optimizer_tensor(
+            LOG_VARIANCE_GROUP, lambda: torch.nn.Parameter(torch.zeros(len(self.model.tasks), dtype=reference.dtype, device=reference.device))
+        )
 
     def prepare(self, batches: Mapping[str, tuple]) -> list[TaskBatch]:
         """Check a user's batch dict and turn it into tensors, in the model's task order."""
@@ -102,16 +121,28 @@ class TrainStep:
         index = [b.index for b in prepared]
         return self.weighting.objectives(TORCH_OPS, losses, index, weights, self.weighting_state, log_variances)
 
-    def _global_losses(self, losses: torch.Tensor) -> torch.Tensor:
-        """The losses of the whole batch (data-parallel steps average their ranks' shares)."""
-        return losses
+    def global_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over data-parallel ranks (the tensor itself on one process)."""
+        return tensor
 
-    def run(self, prepared: list[TaskBatch], task_weights: torch.Tensor | None = None, record_norms: bool = False):
-        """The step proper: (losses {name: tensor}, total tensor, layer gradient norms or None)."""
+    def global_losses(self, losses: torch.Tensor) -> torch.Tensor:
+        """The losses of the whole batch: each rank's scaled share, averaged over the ranks."""
+        return self.global_sum(losses) / self.world_size
+
+    def run(self, prepared: list[TaskBatch], task_weights: torch.Tensor | None = None, record_norms: bool = False, order=None):
+        """The step proper: (losses {name: tensor}, total, layer gradient norms or None, solver residual or None).
+
+        ``order``: PCGrad's (n, n - 1) task order of the present tasks (mtl_core.plans).
+        """
         self.optimizer.zero_grad(set_to_none=True)
-        losses = self._losses(prepared, self._forward_tasks(prepared))
-        self._objectives(losses, prepared, task_weights, self._log_variances_in_graph()).sum().backward()
-        reported = self._global_losses(losses.detach())
+        residual = None
+        if self.aggregator is None:
+            losses = self._losses(prepared, self._forward_tasks(prepared))
+            self._objectives(losses, prepared, task_weights, self._log_variances_in_graph()).sum().backward()
+            reported = self.global_losses(losses.detach())
+        else:
+            weights = self.default_task_weights if task_weights is None else task_weights
+            reported, residual = aggregated_backward(self, prepared, weights, order)
         log_var = None if self.log_variances is None else self.log_variances.detach()
         total = self._objectives(reported, prepared, task_weights, log_var).sum()  # before the step moves log_var
         norms = None
@@ -121,23 +152,41 @@ class TrainStep:
         self.optimizer.step()
         if self.weighting.stateful:  # e.g. FAMO: compares the losses before and after the update
             with torch.no_grad():
-                after = self._global_losses(self._losses(prepared, self.model.forward_tasks([b.x for b in prepared], [b.index for b in prepared])))
-            self.weighting_state = self.weighting.update_state(TORCH_OPS, self.weighting_state, [b.index for b in prepared], reported, after)
-        return dict(zip((b.spec.name for b in prepared), reported)), total, norms
+                after = self.global_losses(self._losses(prepared, self.model.forward_tasks([b.x for b in prepared], [b.index for b in prepared])))
+                new_state = self.weighting.update_state(TORCH_OPS, self.weighting_state, [b.index for b in prepared], reported, after)
+                for key, value in new_state.items():
+                    self.weighting_state[key].copy_(value)
+        self.steps_done += 1
+        return dict(zip((b.spec.name for b in prepared), reported)), total, norms, residual
 
     def _log_variances_in_graph(self):
         return self.log_variances
 
-    def __call__(self, batches: Mapping[str, tuple], task_weights=None) -> dict[str, float]:
+    def __call__(self, batches: Mapping[str, tuple], task_weights=None, key=None) -> dict[str, float]:
+        """One step; returns each present task's loss and "total" (and "solver_residual" with an aggregator)."""
         if task_weights is not None:
             task_weights = torch.as_tensor(np.asarray(task_weights, dtype=np.float64)).to(self.default_task_weights)
             if task_weights.shape != self.default_task_weights.shape:
                 raise ValueError(f"task_weights must have shape ({len(self.model.tasks)},), got {tuple(task_weights.shape)}")
-        check_step_report(batches)
-        losses, total, _ = self.run(self.prepare(batches), task_weights)
-        return {**{name: float(loss) for name, loss in losses.items()}, TOTAL: float(total)}
+        check_step_report(batches, self.aggregator)
+        prepared = self.prepare(batches)
+        order = None
+        if needs_key(self.weighting, self.aggregator):
+            key = (self.steps_done,) if key is None else tuple(key)
+            base = self.weighting.initial_task_weights() if task_weights is None else task_weights.cpu().numpy()
+            draw = draw_step(self.weighting, self.aggregator, base, key, len(prepared))
+            if task_weights is None:
+                task_weights = torch.as_tensor(draw.task_weights).to(self.default_task_weights)
+            order = None if draw.order is None else torch.as_tensor(draw.order)
+        losses, total, _, residual = self.run(prepared, task_weights, order=order)
+        report = {**{name: float(loss) for name, loss in losses.items()}, TOTAL: float(total)}
+        return report if residual is None else {**report, SOLVER_RESIDUAL: float(residual)}
 
 
-def make_train_step(model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum") -> TrainStep:
-    """A step that trains ``model`` with ``optimizer`` on the weighted sum of its tasks' losses."""
-    return TrainStep(model, optimizer, weighting)
+def make_train_step(model: MultiTaskNetwork, optimizer: torch.optim.Optimizer, weighting="sum", aggregator=None) -> TrainStep:
+    """A step that trains ``model`` with ``optimizer`` on its tasks' losses combined by ``weighting``.
+
+    ``aggregator``: None (the summed loss) or a gradient-conflict method of mtl_core.aggregation (an
+    instance or its name): per-task gradients on the trunk, combined by it (torch_ref.jacobian).
+    """
+    return TrainStep(model, optimizer, weighting, aggregator)

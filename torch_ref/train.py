@@ -47,19 +47,22 @@ class TorchTrainer:
 
     def train_run(self, steps, plan: RunPlan) -> RunResult:
         weights = torch.as_tensor(plan.task_weights).to(device=self.device, dtype=self.dtype)
-        losses, totals, norms = {name: [] for name in steps[0]}, [], []
-        for batches, step_weights, record in zip(steps, weights, plan.record_norms):
-            step_losses, total, step_norms = self.step.run(self._prepare(batches), step_weights, bool(record))
+        orders = [None] * len(steps) if plan.orders is None else torch.as_tensor(plan.orders)
+        losses, totals, norms, residuals = {name: [] for name in steps[0]}, [], [], []
+        for batches, step_weights, record, order in zip(steps, weights, plan.record_norms, orders):
+            step_losses, total, step_norms, residual = self.step.run(self._prepare(batches), step_weights, bool(record), order)
             for name, value in step_losses.items():
                 losses[name].append(value)
             totals.append(total)
             norms.append(step_norms)
+            residuals.append(residual)
         width = next((n.shape[0] for n in norms if n is not None), 0)  # unrecorded steps: zeros, ignored
         filled = [n if n is not None else torch.zeros(width, dtype=self.dtype, device=self.device) for n in norms]
         return RunResult(
             losses={name: torch.stack(values).cpu() for name, values in losses.items()},
             total=torch.stack(totals).cpu(),
             grad_norms=torch.stack(filled).cpu(),
+            residuals=None if self.step.aggregator is None else torch.stack(residuals).cpu(),
         )
 
     @torch.no_grad()
@@ -101,7 +104,7 @@ def fit(
     config = training_config(config, options)
     optimizer = optimizer if optimizer is not None else adam(model, config.lr)
     world = data_parallel_world()
-    step = (DistributedTrainStep if world else TrainStep)(model, optimizer, config.weighting)
+    step = (DistributedTrainStep if world else TrainStep)(model, optimizer, config.weighting, config.aggregator)
     with stop_all_ranks_on_error(world):
         history = fit_loop(
             TorchTrainer(step, world),
