@@ -18,15 +18,16 @@ import optax
 
 from mtl_core.aggregation import Aggregator, resolve_aggregator
 from mtl_core.batches import check_batches
+from mtl_core.sparse import PaddedRows, row_kernel
 from mtl_core.plans import draw_step, needs_key
 from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL, check_step_report
 from mtl_core.weighting import Weighting, resolve_weighting
 from jax_impl.array_ops import JAX_OPS
 from jax_impl.inputs import as_network_input, pad_leading, row_count
-from jax_impl.jacobian import aggregated_gradients
+from jax_impl.jacobian import aggregated_gradients, uses_row_kernel
 from jax_impl.losses import task_loss
 from jax_impl.model import MultiTaskNetwork
-from jax_impl.sharding import check_mesh, constrain_params, padded_rows, place_params, place_rows, place_state
+from jax_impl.sharding import check_mesh, constrain_params, host_copy, padded_rows, place_params, place_rows, place_state
 from jax_impl.state import (
     WEIGHTING,
     TrainState,
@@ -68,6 +69,7 @@ class StepPlan(NamedTuple):
     task_weights: jax.Array  # (T,) the loss weights c_t of this step (see mtl_core.weighting)
     record_norms: jax.Array  # () bool: compute the layers' gradient norms
     order: jax.Array | None = None  # (n, n - 1) int32: PCGrad's projection order of the n present tasks
+    row_kernel: jax.Array | None = None  # (N, N) X Xᵀ of the step's rows (jax_impl.jacobian); None: computed on the device
 
 
 class StepMetrics(NamedTuple):
@@ -93,6 +95,13 @@ def loss_fn(spec: StepSpec, params, batches: Batches, task_weights: jax.Array, w
     log_var = params.get(WEIGHTING, {}).get("log_var")
     objectives = spec.weighting.objectives(JAX_OPS, losses, [i for _, i in present], task_weights, weighting, log_var)
     return jnp.sum(objectives), dict(zip((name for name, _ in present), losses))
+
+
+def _host_rows(x):
+    """A step's input rows as numpy (for mtl_core.sparse.row_kernel), also from a mesh's global arrays."""
+    if isinstance(x, PaddedRows):
+        return PaddedRows(host_copy(x.indices), host_copy(x.values), x.num_features)
+    return host_copy(x)
 
 
 def _network_input(x):
@@ -300,7 +309,10 @@ class TrainStep:
             draw = draw_step(self.weighting, self.aggregator, weights, tuple(key), len(batches))
             weights = weights if task_weights is not None else draw.task_weights
             order = None if draw.order is None else jnp.asarray(draw.order)
-        return StepPlan(jnp.asarray(weights), jnp.asarray(False), order)
+        kernel = None
+        if uses_row_kernel(self.aggregator):
+            kernel = jnp.asarray(row_kernel([_host_rows(batches[name][0]) for name, _ in self.spec.present(batches)]))
+        return StepPlan(jnp.asarray(weights), jnp.asarray(False), order, kernel)
 
     # -- the public calls ----------------------------------------------------------------------
     def apply(self, state: TrainState, batches: Mapping[str, tuple], task_weights=None, key=None) -> tuple[TrainState, StepMetrics]:

@@ -19,13 +19,14 @@ import scipy.sparse as sp
 from mtl_core.config import TrainConfig, training_config
 from mtl_core.data.task_data import TaskData
 from mtl_core.fitting import RunPlan, RunResult, check_task_data, fit_loop
-from mtl_core.sparse import pad_rows, stack_padded
+from mtl_core.sparse import pad_rows, row_kernel, stack_padded
 from jax_impl.inputs import as_network_input
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam
 from jax_impl.params import init_params
 from jax_impl.sharding import host_copy, padded_rows
 from jax_impl.state import WEIGHTING, TrainState
+from jax_impl.jacobian import uses_row_kernel
 from jax_impl.step import StepPlan, TrainStep, jitted_run_steps
 
 RUN_LENGTH = 16
@@ -57,6 +58,11 @@ def stack_batches(steps, batch_size: int, length: int) -> dict:
     return stacked
 
 
+def pad_rows_to(X: sp.csr_matrix, rows: int) -> sp.csr_matrix:
+    """X with empty rows appended up to ``rows`` (as stack_batches pads a step's batch)."""
+    return sp.vstack([X, sp.csr_matrix((rows - X.shape[0], X.shape[1]), dtype=X.dtype)], format="csr")
+
+
 def _pad_steps(array: np.ndarray, length: int) -> np.ndarray:
     """(k, ...) -> (length, ...) by repeating the last entry: the padded steps are inactive."""
     return np.concatenate([array, np.repeat(array[-1:], length - len(array), axis=0)])
@@ -81,7 +87,11 @@ class JaxTrainer:
         k = len(steps)
         stacked = stack_batches(steps, self.rows, RUN_LENGTH)
         stacked = jax.device_put(stacked) if self.step.mesh is None else self.step.place_batches(stacked, row_axis=1)
-        plans = StepPlan(*(None if a is None else jnp.asarray(_pad_steps(a, RUN_LENGTH)) for a in (plan.task_weights, plan.record_norms, plan.orders)))
+        kernels = None
+        if uses_row_kernel(self.step.aggregator):  # X Xᵀ of each step's (padded) rows, a sparse product on the host
+            kernels = np.stack([row_kernel([pad_rows_to(step[name][0], self.rows) for name in step]) for step in steps])
+        arrays = (plan.task_weights, plan.record_norms, plan.orders, kernels)
+        plans = StepPlan(*(None if a is None else jnp.asarray(_pad_steps(a, RUN_LENGTH)) for a in arrays))
         active = jnp.asarray(np.arange(RUN_LENGTH) < k)
         self.state, metrics = jitted_run_steps(self.step.spec, self.state, stacked, plans, active)
         losses, total, norms, residuals = self._host((metrics.losses, metrics.total, metrics.grad_norms, metrics.residual))

@@ -84,3 +84,23 @@ def stack_padded(matrices: Sequence[sp.csr_matrix], num_rows: int) -> PaddedRows
         values=np.stack([p.values for p in padded]),
         num_features=padded[0].num_features,
     )
+
+
+def as_csr(rows) -> sp.csr_matrix:
+    """Rows as a CSR matrix: scipy sparse as is, PaddedRows with its padding (value 0) kept, dense arrays."""
+    if isinstance(rows, PaddedRows):
+        n, width = np.shape(rows.indices)
+        indptr = np.arange(0, n * width + 1, width)
+        return sp.csr_matrix((np.ravel(rows.values), np.ravel(rows.indices), indptr), shape=(n, rows.num_features))
+    return sp.csr_matrix(rows)
+
+
+def row_kernel(blocks: Sequence, dtype=np.float32) -> np.ndarray:
+    """K = X Xᵀ (N, N) of the blocks' rows stacked (scipy sparse, PaddedRows or dense arrays).
+
+    The aggregated steps need the inner products of every pair of the step's input rows (see
+    torch_ref.jacobian): for bag-of-words rows a sparse product costs sum over columns of their row
+    counts squared, far less than any dense or gather formulation.
+    """
+    stacked = sp.vstack([as_csr(block) for block in blocks], format="csr")
+    return np.asarray((stacked @ stacked.T).toarray(), dtype=dtype)
