@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_core.checkpoint import LOG_VARIANCE, AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.checkpoint import AdamState, Checkpoint, read_checkpoint, write_checkpoint
 from mtl_core.weighting import resolve_weighting
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam, adam_states

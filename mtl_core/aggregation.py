@@ -23,14 +23,23 @@ import math
 import numbers
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Mapping, NamedTuple
+from typing import Callable, ClassVar, Mapping
 
 import numpy as np
 
+from mtl_core.active_set import (
+    active_set_minimize,
+    dot_rows,
+    indicator,
+    kkt_residual,
+    masked_solve,
+    minimize_quadratic,
+    ones,
+    simplex_centre,
+)
 from mtl_core.array_ops import ArrayOps
 
 RIDGE = 1e-6  # added to the diagonal of Ĝ (whose mean diagonal is 1) in the quadratic sub-problems
-RELEASE = 0.1  # an active-set solver frees a bound only when its multiplier is below -RELEASE * tol
 FLOAT32_ROUNDING = 2.0**-24  # float32's unit roundoff, IMTL-G's yardstick in every precision
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -42,154 +51,11 @@ def normalized_gramian(gramian, ops: ArrayOps):
     return gramian / xp.where(scale > 0, scale, 1.0)
 
 
-def _ones(shape, like, ops: ArrayOps):
-    return ops.asarray(np.ones(shape), like)
-
-
-def _dot_rows(a, b, ops: ArrayOps):
-    """Row-wise dot products (B,) of two (B, T) arrays."""
-    return ops.xp.sum(a * b, axis=1)
-
-
-def _indicator(mask, like, ops: ArrayOps):
-    """1.0 where ``mask`` is true, else 0.0, in ``like``'s dtype and device."""
-    return mask * _ones(mask.shape, like, ops)
-
-
 def _safe_divide(numerator, denominator, ops: ArrayOps):
     """numerator / denominator where the denominator is not 0, else 0 (no inf or NaN is ever formed)."""
     xp = ops.xp
     nonzero = denominator != 0
     return xp.where(nonzero, numerator / xp.where(nonzero, denominator, 1.0), 0.0)
-
-
-# -- the shared solver: a primal active-set method over the orthant or the simplex ---------------------------
-def masked_solve(q, free, rhs, ops: ArrayOps):
-    """X with Q_FF X_F = R_F and X = 0 off F, for each row's free set F.
-
-    q (T, T) positive definite; free (B, T) 0/1; rhs (B, T, K) -> (B, T, K). A held index's row and column
-    become the identity's, so the masked system stays as well conditioned as Q_FF.
-    """
-    eye = ops.eye(q.shape[0], q)
-    pairs = free[:, :, None] * free[:, None, :]  # (B, T, T): 1 where row and column are both free
-    system = q * pairs + eye * (1.0 - free)[:, None, :]
-    return ops.solve(system, rhs * free[:, :, None])
-
-
-def bound_multipliers(gradient, free, simplex: bool, ops: ArrayOps):
-    """λ = ∇f(x) - ν (B, T), the multipliers of the bounds x_i >= 0; ν (of Σx = 1, on the simplex) is the
-    gradient's mean over the free set, where it is constant at a face's minimum."""
-    if not simplex:
-        return gradient
-    return gradient - (_dot_rows(gradient, free, ops) / ops.xp.sum(free, axis=1))[:, None]
-
-
-def kkt_residual(x, gradient, free, simplex: bool, ops: ArrayOps):
-    """max over the B problems of |min(x_i, λ_i)| (0 iff x is optimal), and of |Σx - 1| on the simplex.
-
-    x, gradient = ∇f(x), free: (B, T).
-    """
-    xp = ops.xp
-    multipliers = bound_multipliers(gradient, free, simplex, ops)
-    residual = xp.amax(xp.abs(xp.where(x < multipliers, x, multipliers)), axis=1)
-    if simplex:
-        infeasibility = xp.abs(xp.sum(x, axis=1) - 1.0)
-        residual = xp.where(residual > infeasibility, residual, infeasibility)
-    return xp.amax(residual)
-
-
-class ActiveSet(NamedTuple):
-    """The active-set solver's loop state for B problems in T unknowns."""
-
-    iteration: Any  # () int
-    x: Any  # (B, T) the current feasible point
-    free: Any  # (B, T) 1 where x_i is free, 0 where it is held at its bound 0
-    done: Any  # (B,) 1 once x is optimal
-
-
-def _release_or_finish(free, gradient, blocked, simplex: bool, tol: float, ops: ArrayOps):
-    """At a face's minimum (rows not ``blocked``): free the held index of most negative multiplier, or finish.
-
-    free, gradient (B, T); blocked (B,) -> (the freed index's one-hot or 0 (B, T), finished (B,)).
-    """
-    xp = ops.xp
-    held = xp.where(free > 0.5, math.inf, bound_multipliers(gradient, free, simplex, ops))
-    release = ~blocked & (xp.amin(held, axis=1) < -RELEASE * tol)
-    freed = ops.eye(free.shape[1], free)[xp.argmin(held, axis=1)] * release[:, None]
-    return freed, ~blocked & ~release
-
-
-def active_set_step(state: ActiveSet, face_step, gradient_of, simplex: bool, tol: float, ops: ArrayOps) -> ActiveSet:
-    """One iteration: move towards the face's minimum until a bound blocks; at the minimum, free one bound.
-
-    face_step(x, free) -> (step (B, T), cap (B,)): cap 1 when x + step minimises f on the face
-    {x_i = 0 off free}, cap inf when f decreases without bound along step on that face.
-    """
-    xp = ops.xp
-    step, cap = face_step(state.x, state.free)
-    shrinking = (state.free > 0.5) & (step < 0)
-    ratios = xp.where(shrinking, state.x / xp.where(shrinking, -step, 1.0), math.inf)  # (B, T)
-    shortest = xp.amin(ratios, axis=1)
-    blocked = shortest < cap
-    hit = ops.eye(state.x.shape[1], state.x)[xp.argmin(ratios, axis=1)] * blocked[:, None]  # (B, T) one-hot or 0
-    x = (state.x + xp.where(blocked, shortest, cap)[:, None] * step) * (1.0 - hit)
-    freed, finished = _release_or_finish(state.free, gradient_of(x), blocked, simplex, tol, ops)
-    keep = state.done > 0.5
-    return ActiveSet(
-        state.iteration + 1,
-        xp.where(keep[:, None], state.x, x),
-        xp.where(keep[:, None], state.free, state.free - hit + freed),
-        xp.where(keep, state.done, _indicator(finished, state.done, ops)),
-    )
-
-
-def active_set_minimize(face_step, gradient_of, start, simplex: bool, tol: float, max_iter: int, ops: ArrayOps) -> ActiveSet:
-    """Minimise a convex f over x >= 0 (and Σx = 1 if ``simplex``) for B problems at once.
-
-    A primal active-set method (Nocedal & Wright, Numerical Optimization, §16.5): each iteration solves
-    one masked linear system and adds or frees one bound, so it ends exactly at the optimum after about
-    as many iterations as the solution has positive entries; it stops when every held bound's
-    multiplier is >= -RELEASE * tol, or after max_iter iterations. ``start`` (B, T): a feasible point
-    whose positive entries are the free set.
-    """
-    xp = ops.xp
-    state = ActiveSet(0, start, _indicator(start > 0, start, ops), xp.sum(start, axis=1) * 0.0)
-    return ops.while_loop(
-        lambda s: (s.iteration < max_iter) & (xp.amin(s.done) < 0.5),
-        lambda s: active_set_step(s, face_step, gradient_of, simplex, tol, ops),
-        state,
-    )
-
-
-def quadratic_face_step(q, linear, simplex: bool, ops: ArrayOps):
-    """face_step of f(x) = ½xᵀQx + pᵀx (``linear`` p (B, T)): the face's minimiser, from one masked solve."""
-    xp = ops.xp
-
-    def face_step(x, free):
-        if not simplex:
-            return masked_solve(q, free, -linear[:, :, None], ops)[:, :, 0] - x, _ones(x.shape[0], x, ops)
-        solved = masked_solve(q, free, xp.stack([-linear, _ones(x.shape, x, ops)], axis=2), ops)
-        base, spread = solved[:, :, 0], solved[:, :, 1]  # Q_F z = -p_F, Q_F y = 1_F
-        nu = (1.0 - xp.sum(base, axis=1)) / xp.sum(spread, axis=1)  # the multiplier of Σx = 1
-        return base + nu[:, None] * spread - x, _ones(x.shape[0], x, ops)
-
-    return face_step
-
-
-def simplex_centre(like, ops: ArrayOps):
-    """x = 1/T (B, T) for ``like`` (B, T): the start on the simplex, every bound free."""
-    return _ones(like.shape, like, ops) / like.shape[1]
-
-
-def minimize_quadratic(q, linear, simplex: bool, tol: float, max_iter: int, ops: ArrayOps):
-    """(x (B, T), residual ()) of min ½xᵀQx + pᵀx over x >= 0 (and Σx = 1 if ``simplex``), p = ``linear`` (B, T).
-
-    Starts at 0 on the orthant (every bound held), at the centre on the simplex (every bound free).
-    """
-    gradient_of = lambda x: x @ q + linear  # noqa: E731 - Q is symmetric
-    start = simplex_centre(linear, ops) if simplex else linear * 0.0
-    state = active_set_minimize(quadratic_face_step(q, linear, simplex, ops), gradient_of, start, simplex, tol, max_iter, ops)
-    return state.x, kkt_residual(state.x, gradient_of(state.x), state.free, simplex, ops)
 
 
 # -- validation ------------------------------------------------------------------------------------------
@@ -316,7 +182,7 @@ class PCGrad(Aggregator):
 
         def project(s, coefficients):  # coefficients (T, T): row i is the current projected g_i
             target = against[:, s]
-            dots = _dot_rows(coefficients @ gramian_hat, target, ops)
+            dots = dot_rows(coefficients @ gramian_hat, target, ops)
             norms = target @ squared_norms
             scale = xp.where(dots < 0, _safe_divide(dots, norms, ops), 0.0)
             return coefficients - scale[:, None] * target
@@ -358,9 +224,9 @@ class CAGrad(IterativeAggregator):
         xp = ops.xp
         num_tasks = gramian_hat.shape[0]
         q = gramian_hat + self.smoothing * ops.eye(num_tasks, gramian_hat)
-        mean_dots = (gramian_hat @ _ones(num_tasks, gramian_hat, ops))[None, :] / num_tasks  # (1, T): g_iᵀg0
+        mean_dots = (gramian_hat @ ones(num_tasks, gramian_hat, ops))[None, :] / num_tasks  # (1, T): g_iᵀg0
         radius = self.c * xp.sqrt(xp.clip(xp.sum(mean_dots), min=0.0) / num_tasks)  # c‖g0‖
-        norm = lambda x: xp.sqrt(_dot_rows(x @ q, x, ops))  # noqa: E731 - the smoothed ‖g_x‖ (B,)
+        norm = lambda x: xp.sqrt(dot_rows(x @ q, x, ops))  # noqa: E731 - the smoothed ‖g_x‖ (B,)
         gradient_of = lambda x: mean_dots + radius * (x @ q) / norm(x)[:, None]  # noqa: E731
         start = simplex_centre(mean_dots, ops)
         face_step = self._face_step(q, mean_dots, radius, ops)
@@ -376,15 +242,15 @@ class CAGrad(IterativeAggregator):
         xp = ops.xp
 
         def face_step(x, free):
-            solved = masked_solve(q, free, xp.stack([mean_dots, _ones(x.shape, x, ops)], axis=2), ops)
+            solved = masked_solve(q, free, xp.stack([mean_dots, ones(x.shape, x, ops)], axis=2), ops)
             z, y = solved[:, :, 0], solved[:, :, 1]
             sum_y = xp.sum(y, axis=1)
             h = (xp.sum(z, axis=1) / sum_y)[:, None] * y - z  # Σh = 0
-            spread = _dot_rows(h @ q, h, ops)  # hᵀQh (B,)
+            spread = dot_rows(h @ q, h, ops)  # hᵀQh (B,)
             bounded = (spread < radius**2) | (spread <= 0)
             mu = xp.sqrt(xp.clip(sum_y * (radius**2 - spread), min=0.0))
             target = y / sum_y[:, None] + h / xp.where(mu > 0, mu, 1.0)[:, None]
-            cap = xp.where(bounded, 1.0, math.inf) * _ones(x.shape[0], x, ops)
+            cap = xp.where(bounded, 1.0, math.inf) * ones(x.shape[0], x, ops)
             return xp.where(bounded[:, None], target - x, h), cap
 
         return face_step
@@ -443,7 +309,7 @@ class IMTLG(Aggregator):
         xp = ops.xp
         num_tasks = gramian_hat.shape[0]
         squared_norms = xp.diagonal(gramian_hat)
-        has = _indicator(squared_norms > 0, gramian_hat, ops)  # (T,)
+        has = indicator(squared_norms > 0, gramian_hat, ops)  # (T,)
         projections = gramian_hat / xp.sqrt(xp.where(squared_norms > 0, squared_norms, 1.0))[None, :] * has[None, :]
         eye = ops.eye(num_tasks, gramian_hat)
         rows = projections.T * has[:, None] + eye * (1.0 - has)[:, None]  # (T, T) row t: the projections on u_t
@@ -453,7 +319,7 @@ class IMTLG(Aggregator):
         system = (
             embed @ rows @ embed.T
             - (embed @ has)[:, None] * last[None, :]  # - ν in the equal-projection rows
-            + last[:, None] * (embed @ _ones(num_tasks, gramian_hat, ops))[None, :]  # Σα in the last row
+            + last[:, None] * (embed @ ones(num_tasks, gramian_hat, ops))[None, :]  # Σα in the last row
             + (1.0 - anyone) * last[:, None] * last[None, :]  # no gradient at all: ν = 0, α = 0
         )
         inverse = ops.solve(system, border)  # (T+1, T+1)

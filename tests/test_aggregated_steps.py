@@ -36,14 +36,7 @@ def trunk_gradient(model) -> torch.Tensor:
 def task_gradient(model, batches, name) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(trunk gradient flattened, head gradients) of one task's mean loss, by plain autograd."""
     index = [t.name for t in model.tasks].index(name)
-    x, y = batches[name]
-    logits = model(x, name)
-    spec = model.tasks[index]
-    labels = torch.as_tensor(y)
-    if spec.kind == "multiclass":
-        loss = torch.nn.functional.cross_entropy(logits, labels.long())
-    else:
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float().reshape(logits.shape))
+    loss = _plain_loss(model, batches, name)
     trunk = list(model.trunk.parameters())
     head = list(model.heads[index].parameters())
     grads = torch.autograd.grad(loss, trunk + head)
@@ -85,10 +78,7 @@ def test_mgda_ub_weighs_each_task_by_the_inverse_of_its_representation_gradient(
         x, y = batches[name]
         z = model.features(torch.as_tensor(x)).detach().requires_grad_(True)
         index = [t.name for t in model.tasks].index(name)
-        logits = model.heads[index](z)
-        labels = torch.as_tensor(y)
-        loss = (torch.nn.functional.cross_entropy(logits, labels.long()) if name == "yelp"
-                else torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float().reshape(logits.shape)))
+        loss = _loss_of(model.heads[index](z), y, name)
         squares.append(float(torch.autograd.grad(loss, z)[0].square().sum()))
         rows.append(task_gradient(model, batches, name)[0])
     weights = (1 / np.array(squares)) / (1 / np.array(squares)).sum()
@@ -211,3 +201,48 @@ def test_jax_famo_refuses_the_params_call_and_keeps_its_logits_in_the_state(help
     state, _ = step.apply(state, helpers.batches(seed=29))
     assert not np.allclose(np.asarray(state.weighting["logits"]), 0.0)
     np.testing.assert_allclose(float(jnp.sum(state.weighting["logits"])), 0.0, atol=1e-7)  # decay 0.01 * 0 + zero-sum step
+
+
+def test_the_summed_step_is_adam_on_the_gradient_of_the_summed_loss_in_both_backends(helpers, module):
+    # aggregator=None is the step the library had before aggregators: autograd of sum_i L_i, then Adam.
+    batches = helpers.batches(seed=30)
+    torch.manual_seed(0)
+    model = torch_ref.MultiTaskNetwork(helpers.input_dim, helpers.tasks, helpers.hidden, "sigmoid")
+    reference = torch_ref.MultiTaskNetwork(helpers.input_dim, helpers.tasks, helpers.hidden, "sigmoid")
+    reference.load_state_dict(model.state_dict())
+    step = torch_ref.make_train_step(model, torch.optim.Adam(model.parameters(), lr=1e-2))
+    adam = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    step(batches)
+    sum(task_loss for task_loss in (_plain_loss(reference, batches, name) for name in ("movie", "yelp"))).backward()
+    adam.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    params = fresh(helpers, module)
+    jax_step = jax_impl.make_train_step(module, optax.adam(1e-2))
+    tx = optax.adam(1e-2)
+    grads = jax.grad(lambda p: sum(_jax_plain_loss(module, p, batches, n) for n in ("movie", "yelp")))(params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    expected = optax.apply_updates(params, updates)
+    trained, _, _ = jax_step(jax.tree_util.tree_map(jnp.array, params), jax_step.init(params), batches)
+    for a, b in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def _plain_loss(model, batches, name):
+    x, y = batches[name]
+    return _loss_of(model(x, name), y, name)
+
+
+def _loss_of(logits, y, name):
+    """The helpers' tasks: movie binary (BCE with logits), yelp 3-class (cross-entropy)."""
+    if name == "yelp":
+        return torch.nn.functional.cross_entropy(logits, torch.as_tensor(y).long())
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.as_tensor(y).float().reshape(logits.shape))
+
+
+def _jax_plain_loss(module, params, batches, name):
+    x, y = batches[name]
+    logits = module.apply(params, jnp.asarray(x), task_id=name)
+    if name == "yelp":
+        return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y)).mean()
+    return optax.sigmoid_binary_cross_entropy(logits, jnp.asarray(y, jnp.float32).reshape(logits.shape)).mean()

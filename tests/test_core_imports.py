@@ -15,6 +15,7 @@ CORE_MODULES = (
     "mtl_core.batches",
     "mtl_core.array_ops",
     "mtl_core.aggregation",
+    "mtl_core.active_set",
     "mtl_core.plans",
 )
 

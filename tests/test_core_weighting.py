@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mtl_core import WEIGHTINGS, TaskSpec, Weighting, resolve_weighting
+from mtl_core import WEIGHTINGS, TaskSpec, resolve_weighting
 from mtl_core.weighting import Sum, dwa_coefficients
 
 TASKS = (TaskSpec("movie", "binary", 1), TaskSpec("yelp", "multiclass", 3), TaskSpec("score", "regression", 1))
