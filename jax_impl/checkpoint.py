@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_core.checkpoint import AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.checkpoint import AdamHyper, AdamState, Checkpoint, read_checkpoint, write_checkpoint
 from mtl_core.weighting import resolve_weighting
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.optimizer import adam, adam_states
@@ -22,16 +22,21 @@ from jax_impl.state import group_of
 from jax_impl.step import TrainStep
 
 
-def _adam_state(opt_state) -> AdamState:
+def _adam_state(opt_state, adam: AdamHyper | None) -> AdamState:
     found = adam_states(opt_state)
     if not found:
         raise ValueError("opt_state holds no Adam state (optax.scale_by_adam): checkpoints hold Adam's state")
     hypers = {hyper for _, hyper in found}
     if None in hypers:
-        raise ValueError(
-            "opt_state does not carry Adam's hyper-parameters: build the optimiser with jax_impl.adam(lr) "
-            "(optax.inject_hyperparams(optax.adam)), as fit does"
-        )
+        if adam is None:
+            raise ValueError(
+                "opt_state comes from a plain optax.adam, which does not carry its hyper-parameters: pass them, "
+                "save_checkpoint(..., adam=dict(lr=..., b1=0.9, b2=0.999, eps=1e-8)), or build the optimiser "
+                "with jax_impl.adam(lr) (optax.inject_hyperparams(optax.adam)), as fit does"
+            )
+        hypers = {adam}
+    elif adam is not None and hypers != {adam}:
+        raise ValueError(f"adam={adam} contradicts the hyper-parameters opt_state carries {hypers.pop()}")
     if len(hypers) != 1:
         raise ValueError(f"opt_state holds several Adam settings {hypers}; a checkpoint holds one")
     exp_avg, exp_avg_sq, steps = {}, {}, {}
@@ -42,6 +47,17 @@ def _adam_state(opt_state) -> AdamState:
     return AdamState(hypers.pop(), exp_avg, exp_avg_sq, steps)
 
 
+def _hyper(adam) -> AdamHyper | None:
+    if adam is None or isinstance(adam, AdamHyper):
+        return adam
+    if not isinstance(adam, dict) or not set(adam) <= {"lr", "b1", "b2", "eps"}:
+        raise TypeError(f"adam must be an AdamHyper or a dict with keys lr, b1, b2, eps, got {adam!r}")
+    try:
+        return AdamHyper(**{k: float(v) for k, v in adam.items()})
+    except (TypeError, ValueError):
+        raise TypeError(f"adam's hyper-parameters must be numbers, got {adam!r}") from None
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     module: MultiTaskNetwork,
@@ -50,10 +66,15 @@ def save_checkpoint(
     *,
     weighting=None,
     weighting_state=None,
+    adam=None,
     vocabulary=None,
     label_names=None,
 ) -> None:
     """Write ``params`` (and Adam's state when ``opt_state`` is given) to one safetensors file.
+
+    ``opt_state``: any state holding optax Adam states, grouped by a TrainStep or plain from
+    ``tx.init(params)``. ``jax_impl.adam`` carries its hyper-parameters; for a plain ``optax.adam``
+    state give them as ``adam={"lr": ..., "b1": ..., "b2": ..., "eps": ...}`` (an AdamHyper or a dict).
 
     ``weighting`` defaults to "uncertainty" when params hold learnt log-variances, else "sum";
     ``weighting_state`` is a TrainState's ``weighting`` (FAMO's logits), by default its initial state.
@@ -73,7 +94,7 @@ def save_checkpoint(
             params=canonical,
             weighting=weighting,
             log_variances=None if log_var is None else np.array(log_var),
-            adam=None if opt_state is None else _adam_state(opt_state),
+            adam=None if opt_state is None else _adam_state(opt_state, _hyper(adam)),
             vocabulary=None if vocabulary is None else tuple(vocabulary),
             label_names={k: tuple(v) for k, v in (label_names or {}).items()},
             weighting_state={k: np.array(v) for k, v in (weighting_state or weighting.init_state()).items()},
@@ -84,8 +105,10 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
     """``(module, params, opt_state)`` from a checkpoint written by either backend.
 
-    ``opt_state`` (None when none was saved) is the grouped state of a ``TrainStep`` built with
-    ``jax_impl.adam(...)``, so ``fit(..., params=params, opt_state=opt_state)`` resumes training.
+    ``opt_state`` (None when none was saved) fits one optimiser: ``jax_impl.adam(lr, b1, b2, eps)``
+    with the checkpoint's hyper-parameters (in the state itself), grouped as a ``TrainStep`` groups
+    it; so ``fit(..., params=params, opt_state=opt_state)`` (tx left to its default) or
+    ``make_train_step(module, jax_impl.adam(...))`` resumes training. Another ``tx`` cannot use it.
     With ``with_extras=True`` the mtl_core ``Checkpoint`` is returned as a fourth value (its
     ``weighting_state`` resumes FAMO: ``fit(..., weighting_state=checkpoint.weighting_state)``).
     """

@@ -90,7 +90,8 @@ def grouped_opt_state(tx: optax.GradientTransformation, grouped_tx: optax.Gradie
         }
     except Exception as error:  # any mismatch between the state and params
         raise TypeError(
-            "opt_state must come from step.init(params) (or tx.init(params) for the same params), "
+            "opt_state must come from step.init(params) (or tx.init(params) for the same params and tx; "
+            "a state from jax_impl.load_checkpoint fits jax_impl.adam with the checkpoint's hyper-parameters), "
             f"but its structure does not fit params: {error}"
         ) from None
     return template._replace(inner_states=inner)

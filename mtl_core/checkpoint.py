@@ -6,16 +6,18 @@ Tensors, all under canonical names (mtl_core.layout), kernels (in, out):
   "adam.step.{name}"          how many updates that parameter has had (int64 scalar)
   "weighting.state.{key}"     the loss weighting's own state between steps (e.g. FAMO's logits)
 Metadata (strings): the format, the architecture (tasks, hidden_dims, activation, input_dim), the
-weighting (its ``config()``), Adam's hyper-parameters, and optional "vocabulary" and "label_names"
-(JSON) from the CLI.
-Files are written to a temporary name and renamed, so a crash never leaves half a file in place.
+weighting (its ``config()``), Adam's hyper-parameters, "sha256" (JSON {tensor: hex digest of its
+dtype, shape and bytes}, verified on every read, so damaged bytes are named rather than loaded),
+and optional "vocabulary" and "label_names" (JSON) from the CLI. Non-finite tensors are refused
+on writing and reading. Files are written to a temporary name and renamed (mtl_core.files), so a
+crash never leaves half a file in place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +26,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from mtl_core.architecture import Architecture, check_architecture
+from mtl_core.files import atomic_write
 from mtl_core.layout import canonical_shapes, check_params
 from mtl_core.tasks import TaskSpec
 from mtl_core.weighting import Weighting, weighting_from_config
 
-FORMAT = "mtl-twins-checkpoint/1"
+FORMAT = "mtl-twins-checkpoint/2"
+FORMATS_WITHOUT_DIGESTS = ("mtl-twins-checkpoint/1",)  # read as before: no digests to verify
 LOG_VARIANCE = "weighting.log_var"
 WEIGHTING_STATE = "weighting.state."
 MOMENTS = ("exp_avg", "exp_avg_sq")
@@ -94,15 +98,34 @@ def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
         metadata["adam"] = json.dumps(vars(checkpoint.adam.hyper))
     if checkpoint.vocabulary is not None:
         metadata["vocabulary"] = json.dumps(list(checkpoint.vocabulary))
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    _check_finite(tensors, Path(path))
+    metadata["sha256"] = json.dumps({name: digest(value) for name, value in tensors.items()})
+    atomic_write(path, lambda temporary: save_file(tensors, temporary, metadata=metadata))
+
+
+def digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (hex)."""
+    value = np.ascontiguousarray(array)
+    return hashlib.sha256(f"{value.dtype.str}{value.shape}".encode() + value.tobytes()).hexdigest()
+
+
+def _check_finite(tensors: dict, path: Path) -> None:
+    for name, value in tensors.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise ValueError(f"{path}: tensor {name!r} holds NaN or inf: a checkpoint must hold usable numbers")
+
+
+def _verify(tensors: dict, metadata: dict, path: Path) -> None:
+    """Every tensor matches its recorded digest (files of the format before digests have none)."""
+    if metadata.get("format") in FORMATS_WITHOUT_DIGESTS:
+        return
+    recorded = _metadata_json(metadata, "sha256", path)
+    if set(recorded) != set(tensors):
+        raise ValueError(f"{path}: the file's tensors {sorted(tensors)} are not the ones its digests list {sorted(recorded)}")
+    for name, value in tensors.items():
+        if digest(value) != recorded[name]:
+            raise ValueError(f"{path}: tensor {name!r} does not match its SHA-256 digest: the file is damaged")
 
 
 def _metadata_json(metadata: dict, key: str, path: Path, default=None):
@@ -127,8 +150,10 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as error:
         raise ValueError(f"{path}: not a readable safetensors checkpoint ({error})") from None
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") not in (FORMAT,) + FORMATS_WITHOUT_DIGESTS:
         raise ValueError(f"{path}: not an mtl-twins checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})")
+    _verify(tensors, metadata, path)
+    _check_finite(tensors, path)
     try:
         tasks = [TaskSpec(name, kind, int(n)) for name, kind, n in _metadata_json(metadata, "tasks", path)]
         arch = check_architecture(tasks, _metadata_json(metadata, "hidden_dims", path), metadata.get("activation"), int(metadata.get("input_dim", "0")))

@@ -64,8 +64,12 @@ class Trainer(Protocol):
         """The weighting's learnt log-variances ("log_var", uncertainty) and own state (e.g. FAMO's logits)."""
 
 
-def check_task_data(data, arch: Architecture, what: str = "data") -> dict[str, TaskData]:
-    """Check a {task name: TaskData} mapping against the network; return it in the model's task order."""
+def check_task_data(data, arch: Architecture, what: str = "data", training: bool = True) -> dict[str, TaskData]:
+    """Check a {task name: TaskData} mapping against the network; return it in the model's task order.
+
+    Training data must hold two classes of every classification task; held-out data
+    (``training=False``) may hold one, as a small split of a real column can.
+    """
     if not isinstance(data, Mapping):
         raise TypeError(f"{what} must be a dict of task name -> TaskData, got {type(data).__name__}")
     if not data:
@@ -81,6 +85,10 @@ def check_task_data(data, arch: Architecture, what: str = "data") -> dict[str, T
         if arch.input_dim is not None and task_data.input_dim != arch.input_dim:
             raise ValueError(
                 f"{what}[{name!r}] has {task_data.input_dim} features, the model expects input_dim={arch.input_dim}"
+            )
+        if training and task_data.classes() == 1:
+            raise ValueError(
+                f"{what}[{name!r}] holds one class of its {task_data.spec.kind} labels: a classifier cannot learn from it"
             )
     return {t.name: data[t.name] for t in arch.tasks if t.name in data}
 
@@ -191,7 +199,7 @@ def fit_loop(
     ``i`` of epoch ``e`` draws its random choices (RLW's weights) under the key ``(e, i)``.
     """
     data = check_task_data(data, arch)
-    eval_data = None if eval_data is None else check_task_data(eval_data, arch, "eval_data")
+    eval_data = None if eval_data is None else check_task_data(eval_data, arch, "eval_data", training=False)
     weighting = config.weighting
     sizes = {name: len(task_data) for name, task_data in data.items()}
     names = [t.name for t in arch.tasks]

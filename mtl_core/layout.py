@@ -90,8 +90,9 @@ def check_mapping(params) -> None:
 def check_params(params: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], dtype=None) -> dict[str, np.ndarray]:
     """Check a canonical params dict against the expected {name: shape}; return numpy arrays.
 
-    Raises for missing, extra or wrongly-shaped entries and for non-float values; ``dtype``, when
-    given, is the one floating dtype every entry must have (the model's own).
+    Raises for missing, extra or wrongly-shaped entries, for non-float values and for NaN or inf
+    (a damaged file or a diverged run: such weights predict nothing); ``dtype``, when given, is the
+    one floating dtype every entry must have (the model's own).
     """
     check_mapping(params)
     missing = [k for k in expected if k not in params]
@@ -110,5 +111,7 @@ def check_params(params: Mapping[str, np.ndarray], expected: Mapping[str, tuple[
             raise TypeError(f"params[{key!r}] has dtype {value.dtype}, expected float32 or float64")
         if dtype is not None and value.dtype != np.dtype(dtype):
             raise TypeError(f"params[{key!r}] has dtype {value.dtype}, expected the model's {np.dtype(dtype)}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"params[{key!r}] holds {int(np.sum(~np.isfinite(value)))} NaN or inf values: not usable weights")
         checked[key] = value
     return checked

@@ -267,12 +267,16 @@ class FitProblem:
     aggregator: object = None  # None, or a method of mtl_core.aggregation (an instance or its name)
 
     def data(self, split: int = 0) -> dict[str, TaskData]:
-        """{task name: TaskData}; split 0 trains, split 1 evaluates."""
+        """{task name: TaskData}; split 0 trains, split 1 evaluates. Classification tasks hold both
+        classes 0 and 1 (fit refuses training data of one class)."""
         out = {}
         for i, spec in enumerate(self.problem.tasks):
             rng = np.random.default_rng([self.problem.seed, 2, split, i])
             x = _inputs(rng, self.problem.input_kinds[i], self.rows[i], self.problem.input_dim)
-            out[spec.name] = TaskData(x, labels(rng, spec, self.rows[i]), spec)
+            y = labels(rng, spec, self.rows[i])
+            if spec.kind in ("binary", "multiclass"):
+                y[:2] = np.arange(2).reshape((2,) + y.shape[1:])
+            out[spec.name] = TaskData(x, y, spec)
         return out
 
 
@@ -289,7 +293,7 @@ def fit_problems(
     problem = draw(problems(max_tasks=max_tasks, input_kinds=input_kinds, max_input_dim=64, max_width=16, masked=False))
     return FitProblem(
         problem=problem,
-        rows=tuple(draw(st.integers(1, max_rows)) for _ in problem.tasks),
+        rows=tuple(draw(st.integers(2, max_rows)) for _ in problem.tasks),
         epochs=draw(st.integers(1, 3)),
         batch_size=draw(st.integers(1, 16)),
         lr=draw(st.sampled_from(lrs)),

@@ -6,9 +6,11 @@ hangs ends its measurement with one line instead of hanging the run.
 No timing is asserted: the figures depend on the machine; their shape and sanity do not.
 """
 
+import dataclasses
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -254,3 +256,178 @@ def test_a_torch_rank_that_raises_fails_its_measurement_with_one_line(tmp_path):
     assert record["error"] == "process 1 of 2: RuntimeError: torch process 1 of 2 failed on purpose (--fault raise)"
     assert record["wall_s"] < 100  # well before the time limit: rank 0 stopped when its peer went away
     assert "\n" not in record["error"]
+
+
+# --- the aggregator study: --workloads aggregators ------------------------------------------------
+
+# Two task counts, one method beside sum, one epoch of 16 steps per repeat: every code path of the
+# study (a worker per measurement, repeats in turns with sum, ratios, verdicts, report, plot) in about a minute.
+AGGREGATOR_RUN = ("--workloads", "aggregators", "--quick", "--task-counts", "2,3", "--methods", "mgda",
+                  "--rows-per-task", "1024", "--repeat-seconds", "0.01", "--torch-threads", "1")
+AGGREGATOR_KEYS = {(backend, t, method) for backend in ("torch", "jax") for t in (2, 3) for method in ("sum", "mgda")}
+
+
+@pytest.fixture(scope="module")
+def aggregator_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("aggregators")
+    done = run_harness(*AGGREGATOR_RUN, "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done, json.loads((out / "results.json").read_text())
+
+
+def test_aggregator_run_has_one_record_per_backend_task_count_and_method(aggregator_run):
+    _, _, results = aggregator_run
+    assert results["study"] == "aggregators" and results["mode"] == "quick"
+    found = {(r["backend"], r["num_tasks"], r["method"]): r for r in results["results"]}
+    assert len(found) == len(results["results"]) == len(AGGREGATOR_KEYS)
+    assert set(found) == AGGREGATOR_KEYS
+    for (backend, tasks, method), record in found.items():
+        where = f"{backend} T={tasks} {method}"
+        assert record["error"] is None, f"{where}: {record['error']}"
+        assert record["variant"] == {"torch": "torch_ref.fit", "jax": "jax_impl.fit"}[backend], where
+        assert record["rows_per_step"] == 64 * tasks, where
+        spread = record["steps_per_s"]
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"] < math.inf, where
+        assert record["steps_per_repeat"] == 16 and record["warmup_s"] > 0, where  # 1024 rows per task: 16 steps
+        assert record["memory"]["peak_mib"] == record["memory"]["peak_growth_mib"] > 0, where
+        assert record["memory"]["baseline_rss_mib"] > 0, where
+    assert len(found[("torch", 2, "mgda")]["repeat_s"]) == results["settings"]["repeats"] == 5
+
+
+def test_each_ratio_is_against_the_same_backends_sum_timed_in_turns_in_the_same_run(aggregator_run):
+    _, _, results = aggregator_run
+    found = {(r["backend"], r["num_tasks"], r["method"]): r for r in results["results"]}
+    for backend in ("torch", "jax"):
+        for tasks in (2, 3):
+            summed, method = found[(backend, tasks, "sum")], found[(backend, tasks, "mgda")]
+            assert summed["ratio_to_sum"] == 1.0
+            # the sum repeats paired with the method are the sum worker's own, from this run
+            assert len(method["sum_repeat_s"]) == 5 and set(method["sum_repeat_s"]) <= set(summed["repeat_s"])
+            assert method["sum_steps_per_repeat"] == summed["steps_per_repeat"]
+            own = statistics.median(method["repeat_s"]) / method["steps_per_repeat"]
+            base = statistics.median(method["sum_repeat_s"]) / method["sum_steps_per_repeat"]
+            assert method["ratio_to_sum"] == pytest.approx(own / base)
+            low, high = method["ratio_range"]
+            assert low <= method["ratio_to_sum"] <= high
+
+
+def test_aggregator_report_holds_the_table_the_verdicts_and_the_plot(aggregator_run):
+    out, done, results = aggregator_run
+    report = (out / "report.md").read_text()
+    for column in ("torch T=2 ms (x sum)", "torch T=3 MiB", "jax T=2 ms (x sum)", "jax T=3 MiB"):
+        assert column in report and column in done.stdout, column
+    assert "| sum | " in report and "| mgda | " in report
+    assert "A process of its own per measurement" in report  # how memory was measured, and why
+    assert "not measured: pcgrad" in report  # what this run left out
+    lines = [line for line in done.stdout.splitlines() if "every aggregator's" in line]
+    for fit in ("torch_ref.fit", "jax_impl.fit"):
+        at_two = [line for line in lines if fit in line and "<= 3x the summed step at T = 2" in line]
+        assert len(at_two) == 1 and "(worst of 1 measured: mgda, " in at_two[0], lines
+        assert at_two[0].split()[0] in ("met", "NOT"), at_two[0]
+        assert any(fit in line and "at T = 8" in line and line.split()[0] == "n/a" for line in lines), lines  # not measured here
+    assert results["plots"] == ["aggregators_cpu.png"]
+    assert (out / "aggregators_cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "aggregators_cpu.png" in report
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--workloads", "aggregators,nope"), "unknown workloads ['nope']"),
+    (("--workloads", "headline,aggregators"), "a study of its own"),
+    (("--workloads", "aggregators", "--methods", "mgda,nope"), "unknown methods ['nope']"),
+    (("--workloads", "aggregators", "--task-counts", "2,1"), "--task-counts: must be >= 2, got 1"),
+    (("--workloads", "aggregators", "--task-counts", "2,65"), "at most 64 tasks"),
+    (("--workloads", "aggregators", "--variants", "torch_ref.fit"), "--variants does not apply"),
+    (("--workloads", "aggregators", "--rows-per-task", "10"), "must be >= 64"),
+    (("--methods", "mgda"), "--methods applies only with --workloads aggregators"),
+    (("--task-counts", "2"), "--task-counts applies only with --workloads aggregators"),
+])
+def test_bad_workload_and_method_names_are_refused_in_one_line(args, expected, tmp_path):
+    done = run_harness(*args, "--out", str(tmp_path / "out"), timeout=120)
+    assert expected in refused_in_one_line(done)
+    assert not (tmp_path / "out").exists()
+
+
+def _cost_record(backend, method, ms_per_step, sum_ms=None, tasks=2, error=None):
+    """A record of the aggregator study with 5 repeats of 10 steps at ``ms_per_step`` (and the sum's beside it)."""
+    record = {"backend": backend, "num_tasks": tasks, "method": method, "error": error,
+              "repeat_s": [ms_per_step / 100] * 5, "steps_per_repeat": 10}
+    if sum_ms is not None:
+        record.update(sum_repeat_s=[sum_ms / 100] * 5, sum_steps_per_repeat=10)
+    return record
+
+
+def test_ratios_take_the_sum_timed_beside_the_method_and_none_without_a_sum():
+    cost = load_benchmarks("aggregator_cost")
+    records = [
+        _cost_record("torch", "sum", 10.0),
+        _cost_record("torch", "upgrad", 30.0, sum_ms=10.0),
+        _cost_record("jax", "sum", 20.0),
+        _cost_record("jax", "upgrad", 30.0, sum_ms=20.0),
+        _cost_record("torch", "sum", 10.0, tasks=8, error="RuntimeError: boom"),
+        _cost_record("torch", "upgrad", 50.0, sum_ms=10.0, tasks=8),
+    ]
+    cost.add_ratios(records)
+    assert [r["ratio_to_sum"] for r in records] == [1.0, pytest.approx(3.0), 1.0, pytest.approx(1.5), None, None]
+
+
+def test_verdicts_name_the_worst_method_and_hold_only_for_the_cpu():
+    cost = load_benchmarks("aggregator_cost")
+    ratios = {("torch", 2): {"mgda": 1.2, "upgrad": 2.9}, ("torch", 8): {"mgda": 4.5, "upgrad": 3.0},
+              ("jax", 2): {"mgda": 3.5, "upgrad": 1.0}, ("jax", 8): {"mgda": 1.0, "upgrad": 1.0}}
+    records = []
+    for (backend, tasks), by_method in ratios.items():
+        records.append(_cost_record(backend, "sum", 10.0, tasks=tasks))
+        records += [_cost_record(backend, m, 10.0 * x, sum_ms=10.0, tasks=tasks) for m, x in by_method.items()]
+    cost.add_ratios(records)
+    chosen = ("sum", "mgda", "upgrad")
+    found = {(t["name"].split("'s ")[1].split()[0], t["threshold"]): t for t in cost.targets(records, "cpu", chosen)}
+    assert [t["met"] for t in found.values()] == [True, False, False, True]
+    assert "(worst of 2 measured: upgrad, 2.90x)" in found[("torch_ref.fit", 3.0)]["name"]
+    assert "(worst of 2 measured: mgda, 4.50x)" in found[("torch_ref.fit", 4.0)]["name"]
+    assert found[("jax_impl.fit", 3.0)]["value"] == pytest.approx(3.5)
+    assert "not measured: pcgrad" in found[("jax_impl.fit", 3.0)]["note"]
+    assert all(t["met"] is None for t in cost.targets(records, "gpu", chosen))
+
+
+def test_default_rows_keep_the_data_of_two_tasks_but_never_fewer_than_a_repeat():
+    cost = load_benchmarks("aggregator_cost")
+    settings = cost.CostSettings(task_counts=(2, 8, 32), methods=cost.METHODS, repeats=5, repeat_seconds=0.3, rows_per_task=16384,
+                                 fixed_rows=False, seed=0, precision="highest", torch_threads=None, timeout_s=300.0)
+    assert [settings.rows_for(t) for t in (2, 8, 32)] == [16384, 4096, 1024]
+    assert [cost.min_steps(t) for t in (2, 8, 32)] == [32, 32, 16]
+    small = dataclasses.replace(settings, rows_per_task=2048)
+    assert small.rows_for(8) == 32 * 64  # 512 would not hold a repeat of 32 steps
+    assert dataclasses.replace(small, fixed_rows=True).rows_for(8) == 2048
+    with pytest.raises(ValueError, match=r"must start with 'sum'"):
+        dataclasses.replace(settings, methods=("mgda",))
+
+
+def test_the_studys_run_length_is_both_fits():
+    import jax_impl.train
+    import torch_ref.train
+
+    cost = load_benchmarks("aggregator_cost")
+    assert cost.RUN_LENGTH == torch_ref.train.RUN_LENGTH == jax_impl.train.RUN_LENGTH
+
+
+def test_a_worker_that_dies_hangs_or_answers_an_error_fails_in_one_line():
+    workers = load_benchmarks("worker_process")
+
+    def start(code):
+        return workers.WorkerProcess(_python(code), dict(os.environ), "mark", ROOT)
+
+    answers = "import json, sys; print('noise'); print(json.dumps({'mark': 1, 'event': 'ready'}), flush=True); sys.stdin.readline(); "
+    with start(answers + "raise SystemExit('ValueError: bad data')") as dies:
+        assert dies.ask(None, 60) == {"mark": 1, "event": "ready"}
+        with pytest.raises(workers.WorkerFailed, match=r"^ValueError: bad data$"):
+            dies.ask("repeat", 60)
+    with start(answers + "print(json.dumps({'mark': 1, 'error': 'RuntimeError: no\\nmore'}), flush=True)") as errs:
+        errs.ask(None, 60)
+        with pytest.raises(workers.WorkerFailed, match=r"^RuntimeError: no more$"):
+            errs.ask("repeat", 60)
+    start_s = time.monotonic()
+    with start("import time; time.sleep(120)") as hangs:
+        with pytest.raises(workers.WorkerFailed, match=r"no answer within 2 s: killed"):
+            hangs.ask(None, 2)
+        assert hangs.process.poll() is not None  # killed, not left behind
+    assert time.monotonic() - start_s < 30

@@ -1,5 +1,6 @@
 """mtl_core.checkpoint: the one safetensors file both backends write and read."""
 
+import json
 import re
 
 import numpy as np
@@ -8,7 +9,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from mtl_core import TaskSpec, check_architecture, resolve_weighting
-from mtl_core.checkpoint import FORMAT, AdamHyper, AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.checkpoint import FORMAT, AdamHyper, AdamState, Checkpoint, digest, read_checkpoint, write_checkpoint
 from mtl_core.layout import canonical_shapes
 
 TASKS = (TaskSpec("movie", "binary", 1), TaskSpec("yelp", "multiclass", 3))
@@ -42,12 +43,15 @@ def make_checkpoint(weighting="sum", with_adam=True):
     )
 
 
-def rewrite(path, edit_tensors=None, edit_metadata=None):
-    """Re-save a checkpoint file after editing its tensors and/or metadata in place."""
+def rewrite(path, edit_tensors=None, edit_metadata=None, sign=True):
+    """Re-save a checkpoint file after editing its tensors and/or metadata in place; ``sign``: with
+    the edited tensors' digests (a consistent file of the wrong content), else with the old ones."""
     with safe_open(str(path), framework="numpy") as handle:
         metadata = dict(handle.metadata())
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     (edit_tensors or (lambda t: None))(tensors)
+    if sign:
+        metadata["sha256"] = json.dumps({name: digest(value) for name, value in tensors.items()})
     (edit_metadata or (lambda m: None))(metadata)
     save_file(tensors, str(path), metadata=metadata)
     return path
@@ -143,3 +147,36 @@ def test_read_rejects_corrupted_contents_naming_what_is_wrong(saved, edit_tensor
     rewrite(saved, edit_tensors, edit_metadata)
     with pytest.raises(ValueError, match=pattern):
         read_checkpoint(saved)
+
+
+def test_damaged_tensor_bytes_are_named_on_reading(saved):
+    def damage(tensors):
+        tensors["trunk.0.bias"] = tensors["trunk.0.bias"].copy()
+        tensors["trunk.0.bias"][1] += 1.0
+
+    rewrite(saved, damage, sign=False)
+    with pytest.raises(ValueError, match=r"model\.safetensors: tensor 'trunk\.0\.bias' does not match its SHA-256 digest"):
+        read_checkpoint(saved)
+
+
+def test_a_nan_weight_is_refused_even_with_matching_digests(saved):
+    def poison(tensors):
+        tensors["heads.yelp.bias"] = tensors["heads.yelp.bias"].copy()
+        tensors["heads.yelp.bias"][0] = np.nan
+
+    rewrite(saved, poison)
+    with pytest.raises(ValueError, match=r"tensor 'heads\.yelp\.bias' holds NaN or inf"):
+        read_checkpoint(saved)
+
+
+def test_writing_refuses_non_finite_weights(tmp_path):
+    checkpoint = make_checkpoint()
+    checkpoint.params["trunk.1.kernel"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"params\['trunk\.1\.kernel'\] holds 1 NaN or inf values"):
+        write_checkpoint(tmp_path / "m.safetensors", checkpoint)
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temporary
+
+
+def test_a_checkpoint_of_the_format_before_digests_still_reads(saved):
+    rewrite(saved, edit_metadata=lambda m: (m.pop("sha256"), m.update(format="mtl-twins-checkpoint/1")))
+    assert read_checkpoint(saved).arch == ARCH

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jax_impl
+from mtl_core.checkpoint import AdamHyper
 from jax_impl.optimizer import adam_states
 
 
@@ -86,7 +87,7 @@ def test_uncertainty_log_variances_round_trip(module, initial, helpers, tmp_path
 @pytest.mark.parametrize(
     "make_state, pattern",
     [
-        (lambda p: optax.adam(1e-2).init(p), r"does not carry Adam's hyper-parameters: build the optimiser with jax_impl\.adam"),
+        (lambda p: optax.adam(1e-2).init(p), r"plain optax\.adam, which does not carry its hyper-parameters: pass them, save_checkpoint\(\.\.\., adam=dict"),
         (lambda p: optax.sgd(1e-2).init(p), r"holds no Adam state"),
     ],
 )
@@ -110,3 +111,31 @@ def test_save_rejects_params_of_another_architecture(initial, helpers, tmp_path)
 def test_save_rejects_a_module_of_another_class(initial, tmp_path):
     with pytest.raises(TypeError, match=r"module must be a jax_impl\.MultiTaskNetwork, got str"):
         jax_impl.save_checkpoint(tmp_path / "m.safetensors", "module", initial)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_plain_optax_adam_state_saves_with_its_hyper_parameters_and_resumes_as_jax_impl_adam(module, initial, helpers, tmp_path, grouped):
+    tx = optax.adam(1e-2, b1=0.8)
+    step = jax_impl.make_train_step(module, tx)
+    params = jax.tree_util.tree_map(jnp.array, initial)
+    state = step.init(params) if grouped else tx.init(params)
+    params, state, _ = step(params, state, helpers.batches(seed=40))
+    path = tmp_path / "m.safetensors"
+    jax_impl.save_checkpoint(path, module, params, state, adam={"lr": 1e-2, "b1": 0.8})
+    _, loaded, loaded_state, checkpoint = jax_impl.load_checkpoint(path, with_extras=True)
+    assert checkpoint.adam.hyper == AdamHyper(lr=1e-2, b1=0.8) and set(checkpoint.adam.step.values()) == {1}
+    # the loaded state fits jax_impl.adam with those hyper-parameters: one more step equals optax.adam's
+    resumed = jax_impl.make_train_step(module, jax_impl.adam(1e-2, b1=0.8))
+    after_load, _, _ = resumed(loaded, loaded_state, helpers.batches(seed=41))
+    direct, _, _ = step(params, state, helpers.batches(seed=41))
+    for a, b in zip(jax.tree_util.tree_leaves(after_load), jax.tree_util.tree_leaves(direct)):
+        # jax_impl.adam holds b1 = 0.8 as float32 (0.80000001): updates differ by float32 rounding only
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_save_refuses_hyper_parameters_that_contradict_the_state(module, initial, tmp_path):
+    state = jax_impl.make_train_step(module, jax_impl.adam(1e-2)).init(initial)
+    with pytest.raises(ValueError, match=r"adam=AdamHyper\(lr=0\.5.* contradicts the hyper-parameters opt_state carries"):
+        jax_impl.save_checkpoint(tmp_path / "m.safetensors", module, initial, state, adam={"lr": 0.5})
+    with pytest.raises(TypeError, match=r"adam must be an AdamHyper or a dict with keys lr, b1, b2, eps, got \{'learning_rate'"):
+        jax_impl.save_checkpoint(tmp_path / "m.safetensors", module, initial, state, adam={"learning_rate": 0.5})

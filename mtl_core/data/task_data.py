@@ -54,6 +54,7 @@ class TaskData:
             raise ValueError(
                 f"task {self.spec.name!r} has {X.shape[0]} rows of X but {y.shape[0]} labels"
             )
+
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
 
@@ -63,6 +64,10 @@ class TaskData:
     @property
     def input_dim(self) -> int:
         return self.X.shape[1]
+
+    def classes(self) -> int:
+        """How many classes the labels hold (binary and multiclass tasks; 0 for the other kinds)."""
+        return len(np.unique(self.y)) if self.spec.kind in ("binary", "multiclass") else 0
 
     def subset(self, rows: np.ndarray) -> "TaskData":
         """The examples at ``rows`` as a new TaskData."""

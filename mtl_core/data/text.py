@@ -50,6 +50,7 @@ class TextTasks:
     test: dict[str, TaskData]
     vocabulary: tuple[str, ...]
     label_names: dict[str, tuple[str, ...]]
+    words_found: int = 0  # distinct words in the training texts; more than len(vocabulary) when capped
 
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
@@ -66,20 +67,39 @@ def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str]) -> sp.csr_m
     return sp.csr_matrix(make_vectorizer(vocabulary).transform(list(texts)), dtype=np.float32)
 
 
+def _delimiter(path: Path, lines: list[str]) -> tuple[str, list[str]]:
+    """The file's delimiter and its lines without a spreadsheet's ``sep=`` line.
+
+    Tabs for .tsv/.tab; for .csv a comma, unless the header holds no comma but semicolons (the
+    spreadsheets of locales whose decimal mark is a comma write those), or an Excel ``sep=X`` line says.
+    """
+    if path.suffix.lower() in (".tsv", ".tab"):
+        return "\t", lines
+    if lines and lines[0].strip().lower().startswith("sep=") and len(lines[0].strip()) == 5:
+        return lines[0].strip()[4], lines[1:]
+    header = lines[0] if lines else ""
+    return (";" if ";" in header and "," not in header else ","), lines
+
+
 def read_columns(path: str | Path, columns: Sequence[str]) -> dict[str, list[str]]:
-    """Read named columns of a CSV (or, for .tsv/.tab, tab-separated) file, with clear errors."""
+    """Read named columns of a CSV (or, for .tsv/.tab, tab-separated) file, with clear errors.
+
+    Reads files as spreadsheets save them too: a UTF-8 byte-order mark, CRLF line ends, quoted
+    fields with commas or line breaks, semicolon-separated CSV and Excel's ``sep=`` first line.
+    Blank lines are skipped: the i-th value of a column is the i-th non-blank data row's.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise ValueError(f"{path}, line {line}: text is not valid UTF-8 ({error.reason})") from None
+    delimiter, lines = _delimiter(path, text.splitlines(keepends=True))
     values: dict[str, list[str]] = {c: [] for c in columns}
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO("".join(lines), newline=""), delimiter=delimiter)
     try:
         header = next(reader, None)
         if header is None:
@@ -125,6 +145,8 @@ def encode_labels(labels: list[str], source: TextTaskSource, path_rows: int = 2)
     if kind in (None, "binary"):
         binary = _binary_ids(labels, source)
         if binary is not None:
+            if len(np.unique(binary[0])) < 2:
+                raise ValueError(f"{source.path}: column {source.label_column!r} has one class ({sorted(set(labels))[:1]}); a classifier needs two")
             return TaskSpec(source.name, "binary", 1), binary[0], binary[1]
         if kind == "binary":
             found = sorted(set(labels))[:5]
@@ -165,7 +187,11 @@ def load_text_tasks(
     seed: int = 0,
     max_features: int | None = 20_000,
 ) -> TextTasks:
-    """Read each source, split it (seeded) into train and test, and vectorise all tasks alike."""
+    """Read each source, split it (seeded) into train and test, and vectorise all tasks alike.
+
+    The vocabulary keeps the ``max_features`` most frequent training words (None: all of them);
+    ``words_found`` says how many there were, so a caller can report what the cap left out.
+    """
     sources = list(sources)
     if not sources or not all(isinstance(s, TextTaskSource) for s in sources):
         raise TypeError("sources must be a non-empty sequence of TextTaskSource")
@@ -185,11 +211,13 @@ def load_text_tasks(
         if len(texts) - n_test < 1:
             raise ValueError(f"{source.path}: {len(texts)} rows leave nothing to train on with test_fraction={test_fraction}")
         parts[source.name] = (spec, texts, y, order[n_test:], order[:n_test], label_names)
-    vectorizer = make_vectorizer(max_features=max_features)
+    training_texts = [parts[n][1][i] for n in names for i in parts[n][3]]
     try:
-        vectorizer.fit([parts[n][1][i] for n in names for i in parts[n][3]])
+        found = len(make_vectorizer().fit(training_texts).vocabulary_)
     except ValueError as error:
         raise ValueError(f"no words to learn from in the training texts of {names}: {error}") from None
+    capped = max_features is not None and found > max_features
+    vectorizer = make_vectorizer(max_features=max_features).fit(training_texts) if capped else make_vectorizer().fit(training_texts)
     vocabulary = tuple(vectorizer.get_feature_names_out())
     train, test = {}, {}
     for name, (spec, texts, y, train_rows, test_rows, _) in parts.items():
@@ -197,4 +225,4 @@ def load_text_tasks(
         train[name] = TaskData(X[train_rows], y[train_rows], spec)
         if len(test_rows):
             test[name] = TaskData(X[test_rows], y[test_rows], spec)
-    return TextTasks(train, test, vocabulary, {n: parts[n][5] for n in names})
+    return TextTasks(train, test, vocabulary, {n: parts[n][5] for n in names}, found)

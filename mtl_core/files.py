@@ -1,0 +1,43 @@
+"""Files written whole or not at all: a temporary file in the same folder, then a rename.
+
+A crash mid-write leaves the old file in place and, at worst, a hidden ``.NAME.*.tmp`` beside it;
+``remove_leftovers`` clears those when the next run writes into that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+LEFTOVER = ".*.tmp"  # the suffix of our temporaries, after "." + the final file's name
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """``write(temporary)`` fills a temporary file beside ``path``, which then replaces ``path`` at once."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+
+
+def remove_leftovers(folder: str | os.PathLike, names) -> list[Path]:
+    """Remove the temporaries a killed write of any of ``names`` left in ``folder``; return them."""
+    removed = []
+    for name in names:
+        for leftover in Path(folder).glob(f".{name}{LEFTOVER}"):
+            if leftover.is_file():
+                leftover.unlink()
+                removed.append(leftover)
+    return removed
