@@ -1,3 +1,3 @@
-from mtl_cli.main import main
+from mtl_cli.entry import main
 
 raise SystemExit(main())

@@ -7,6 +7,7 @@ batches. Each framework is imported only when its backend is used.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -73,23 +74,27 @@ class TorchModel(TrainingRun):
         self.network, self.optimizer = network, optimizer
 
     @property
+    def device(self) -> str:
+        return str(self.network.trunk[0].weight.device)
+
+    @property
     def tasks(self) -> tuple[TaskSpec, ...]:
         return self.network.tasks
 
     @classmethod
-    def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None) -> "TorchModel":
-        """A network with ``params`` (canonical), by default ``initial_weights`` for the recipe's seed."""
+    def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None, device=None) -> "TorchModel":
+        """A network with ``params`` (canonical), by default ``initial_weights`` for the recipe's seed, on ``device``."""
         import torch_ref
 
         network = torch_ref.MultiTaskNetwork(input_dim, tasks, recipe.hidden_dims, recipe.activation)
         torch_ref.import_params(network, initial_weights(input_dim, tasks, recipe) if params is None else params)
-        return cls(network)
+        return cls(network.to(device or "cpu"))
 
     @classmethod
-    def load(cls, path: Path) -> tuple["TorchModel", Checkpoint]:
+    def load(cls, path: Path, device=None) -> tuple["TorchModel", Checkpoint]:
         import torch_ref
 
-        network, optimizer, checkpoint = torch_ref.load_checkpoint(path, with_extras=True)
+        network, optimizer, checkpoint = torch_ref.load_checkpoint(path, device=device, with_extras=True)
         return cls(network, optimizer), checkpoint
 
     def fit(self, data: Mapping[str, TaskData], eval_data, recipe: Recipe, *, progress: bool) -> dict:
@@ -118,7 +123,7 @@ class TorchModel(TrainingRun):
 
         index = resolve_task_id(self.tasks, task)
         with torch.no_grad():
-            return _in_chunks(lambda rows: self.network(rows, index).double().numpy(), X)
+            return _in_chunks(lambda rows: self.network(rows, index).double().cpu().numpy(), X)
 
     def save(self, path: Path, *, weighting, vocabulary, label_names) -> None:
         import torch_ref
@@ -133,38 +138,53 @@ class JaxModel(TrainingRun):
 
     backend = "jax"
 
-    def __init__(self, module, variables, opt_state=None, epochs_done: int = 0, weighting_state=None):
+    def __init__(self, module, variables, opt_state=None, epochs_done: int = 0, weighting_state=None, device=None):
         super().__init__(epochs_done)
         self.module, self.variables, self.opt_state = module, variables, opt_state
         self.weighting_state = weighting_state  # the weighting's own state between fits (FAMO's logits)
+        self.device = device  # a jax Device; None: jax's default
         self._apply = None
+
+    def _on_device(self):
+        """jax's default device set to the model's, around everything that makes arrays."""
+        import contextlib
+
+        import jax
+
+        return contextlib.nullcontext() if self.device is None else jax.default_device(self.device)
 
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
         return self.module.tasks
 
     @classmethod
-    def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None) -> "JaxModel":
-        """A network with ``params`` (canonical), by default ``initial_weights`` for the recipe's seed."""
+    def build(cls, input_dim: int, tasks: Sequence[TaskSpec], recipe: Recipe, params: Mapping | None = None, device=None) -> "JaxModel":
+        """A network with ``params`` (canonical), by default ``initial_weights`` for the recipe's seed, on ``device``."""
         import jax_impl
 
-        module = jax_impl.MultiTaskNetwork(tuple(tasks), recipe.hidden_dims, recipe.activation)
-        return cls(module, jax_impl.import_params(initial_weights(input_dim, tasks, recipe) if params is None else params, module))
+        model = cls(jax_impl.MultiTaskNetwork(tuple(tasks), recipe.hidden_dims, recipe.activation), None, device=device)
+        with model._on_device():
+            model.variables = jax_impl.import_params(initial_weights(input_dim, tasks, recipe) if params is None else params, model.module)
+        return model
 
     @classmethod
-    def load(cls, path: Path) -> tuple["JaxModel", Checkpoint]:
+    def load(cls, path: Path, device=None) -> tuple["JaxModel", Checkpoint]:
         import jax_impl
 
-        module, variables, opt_state, checkpoint = jax_impl.load_checkpoint(path, with_extras=True)
-        return cls(module, variables, opt_state, weighting_state=checkpoint.weighting_state or None), checkpoint
+        model = cls(None, None, device=device)
+        with model._on_device():
+            model.module, model.variables, model.opt_state, checkpoint = jax_impl.load_checkpoint(path, with_extras=True)
+        model.weighting_state = checkpoint.weighting_state or None
+        return model, checkpoint
 
     def fit(self, data: Mapping[str, TaskData], eval_data, recipe: Recipe, *, progress: bool) -> dict:
         import jax_impl
 
-        self.variables, history, state = jax_impl.fit(
-            self.module, data, self.next_config(recipe, progress), eval_data=eval_data, params=self.variables,
-            opt_state=self.opt_state, weighting_state=self.weighting_state, previous_losses=self.previous_losses(), return_state=True,
-        )
+        with self._on_device():
+            self.variables, history, state = jax_impl.fit(
+                self.module, data, self.next_config(recipe, progress), eval_data=eval_data, params=self.variables,
+                opt_state=self.opt_state, weighting_state=self.weighting_state, previous_losses=self.previous_losses(), return_state=True,
+            )
         self.opt_state, self.weighting_state = state.opt_state, state.weighting
         return self.record(history)
 
@@ -187,7 +207,8 @@ class JaxModel(TrainingRun):
             module = self.module
             self._apply = jax.jit(lambda params, x, i: module.apply({"params": params}, x, task_id=i), static_argnums=2)
         params = self.variables["params"]
-        return _in_chunks(lambda rows: np.asarray(self._apply(params, as_network_input(rows), index), np.float64), X)
+        with self._on_device():
+            return _in_chunks(lambda rows: np.asarray(self._apply(params, as_network_input(rows), index), np.float64), X)
 
     def save(self, path: Path, *, weighting, vocabulary, label_names) -> None:
         import jax_impl
@@ -206,6 +227,11 @@ def model_class(backend: str):
     if backend not in MODELS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return MODELS[backend]
+
+
+def builder(backend: str, device):
+    """``build(input_dim, tasks, recipe, params=None)`` of ``backend``'s adapter, on ``device``."""
+    return functools.partial(model_class(backend).build, device=device)
 
 
 def framework_versions(backends: Sequence[str]) -> dict[str, str]:

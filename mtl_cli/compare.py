@@ -25,7 +25,7 @@ import numpy as np
 from mtl_core.aggregation import AGGREGATORS
 from mtl_core.metrics import task_metric
 from mtl_core.weighting import WEIGHTINGS
-from mtl_cli.backends import initial_weights, model_class
+from mtl_cli.backends import initial_weights
 from mtl_cli.console import note
 from mtl_cli.recipe import Recipe, weighting_label
 
@@ -77,23 +77,23 @@ def timed_fit(model, data, recipe: Recipe) -> tuple[list[float], dict]:
     return step_ms, solver
 
 
-def train_method(backend: str, tasks, recipe: Recipe, method: Method) -> dict:
+def train_method(build, tasks, recipe: Recipe, method: Method) -> dict:
     """One multi-task model of ``method`` from the recipe's seed: scores, step times, solver report."""
     recipe = recipe.with_training(weighting=method.weighting, aggregator=method.aggregator)
-    model = model_class(backend).build(tasks.input_dim, tasks.specs, recipe)
+    model = build(tasks.input_dim, tasks.specs, recipe)
     step_ms, solver = timed_fit(model, tasks.train, recipe)
     scores = {spec.name: _score(model, spec, tasks) for spec in tasks.specs}
     return {"scores": scores, "step_ms": step_ms[1:] or step_ms, "solver": solver}
 
 
-def train_singles(backend: str, tasks, recipe: Recipe) -> dict[str, float]:
+def train_singles(build, tasks, recipe: Recipe) -> dict[str, float]:
     """Each task's single-task model (the recipe with sum weighting, no aggregator): its final score."""
     recipe = recipe.with_training(weighting="sum", aggregator=None)
     start = initial_weights(tasks.input_dim, tasks.specs, recipe)
     scores = {}
     for spec in tasks.specs:
         own = {k: v for k, v in start.items() if k.startswith("trunk.") or k.startswith(f"heads.{spec.name}.")}
-        model = model_class(backend).build(tasks.input_dim, (spec,), recipe, params=own)
+        model = build(tasks.input_dim, (spec,), recipe, params=own)
         model.fit({spec.name: tasks.train[spec.name]}, None, recipe, progress=False)
         scores[spec.name] = _score(model, spec, tasks)
     return scores
@@ -119,7 +119,7 @@ def identical_results(comparison: dict) -> dict[str, list[str]]:
     return same
 
 
-def run_comparison(backend: str, load_tasks, recipe: Recipe, methods: list[Method], seeds: list[int], *, quiet: bool) -> dict:
+def run_comparison(build, backend: str, load_tasks, recipe: Recipe, methods: list[Method], seeds: list[int], *, quiet: bool) -> dict:
     """report.json's "comparison", "comparison_single" and how they were made."""
     runs: dict[str, list[dict]] = {m.name: [] for m in methods}
     singles: dict[str, list[float]] = {}
@@ -127,11 +127,11 @@ def run_comparison(backend: str, load_tasks, recipe: Recipe, methods: list[Metho
         tasks = load_tasks(seed)
         seeded = recipe.with_training(seed=seed)
         note(f"[{backend}] seed {seed}: single-task models", quiet)
-        for name, score in train_singles(backend, tasks, seeded).items():
+        for name, score in train_singles(build, tasks, seeded).items():
             singles.setdefault(name, []).append(score)
         for method in methods:
             note(f"[{backend}] seed {seed}: {method.name}", quiet)
-            runs[method.name].append(train_method(backend, tasks, seeded, method))
+            runs[method.name].append(train_method(build, tasks, seeded, method))
     higher = {t.name: t.kind != "regression" for t in tasks.specs}
     comparison = {}
     for method in methods:

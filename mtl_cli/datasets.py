@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 from mtl_core.data import DEFAULT_TASKS, TaskData, load_text_tasks, synthetic_reviews
@@ -19,6 +20,7 @@ class Tasks:
     source: dict  # how the data was made, for report.json's config
     vocabulary: tuple[str, ...] | None = None
     label_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    words_found: int = 0  # distinct training words before --max-features (files only)
 
     @property
     def specs(self) -> tuple[TaskSpec, ...]:
@@ -37,20 +39,24 @@ class Tasks:
         ]
 
 
-def from_files(specs: Sequence[str], *, test_fraction: float, seed: int) -> Tasks:
+DEFAULT_MAX_FEATURES = 20_000
+
+
+def from_files(specs: Sequence[str], *, test_fraction: float, seed: int, max_features: int = DEFAULT_MAX_FEATURES) -> Tasks:
     """Tasks read from ``NAME=PATH:TEXT_COL:LABEL_COL[:KIND]`` specs, one shared vocabulary."""
     sources = [parse_task(spec) for spec in specs]
-    loaded = load_text_tasks(sources, test_fraction=test_fraction, seed=seed)
+    loaded = load_text_tasks(sources, test_fraction=test_fraction, seed=seed, max_features=max_features)
     source = {
         "kind": "files",
         "test_fraction": test_fraction,
         "vocabulary_size": len(loaded.vocabulary),
+        "words_found": loaded.words_found,
         "tasks": [
-            {"name": s.name, "path": str(s.path), "text_column": s.text_column, "label_column": s.label_column, "kind": s.kind}
+            {"name": s.name, "path": str(Path(s.path).resolve()), "text_column": s.text_column, "label_column": s.label_column, "kind": s.kind}
             for s in sources
         ],
     }
-    return Tasks(loaded.train, loaded.test, source, loaded.vocabulary, loaded.label_names)
+    return Tasks(loaded.train, loaded.test, source, loaded.vocabulary, loaded.label_names, loaded.words_found)
 
 
 def synthetic(*, seed: int, n_train: int | None = None, n_test: int | None = None, vocab_size: int | None = None) -> Tasks:

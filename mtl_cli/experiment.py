@@ -18,12 +18,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtl_core.files import write_text
 from mtl_core.weighting import resolve_weighting
-from mtl_cli import plots, report
-from mtl_cli.backends import BACKENDS, framework_versions, model_class
+from mtl_cli import devices, plots, report
+from mtl_cli.backends import BACKENDS, builder, framework_versions
 from mtl_cli.compare import METHOD_NAMES, parse_methods, run_comparison, seeds_of
 from mtl_cli.console import note
-from mtl_cli.datasets import Tasks, from_files, synthetic
+from mtl_cli.datasets import DEFAULT_MAX_FEATURES, Tasks, from_files, synthetic
+from mtl_cli.outputs import prepare_folder
 from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from
 from mtl_cli.specs import TASK_SPEC
 
@@ -33,6 +35,7 @@ INITIALISATION = (
     "backend; each single-task model takes the multi-task model's trunk and its own head"
 )
 GRAD_NORM_EVERY = 1  # every step: with one task per step (sequential), sampling could miss a head
+REPORT_FILES = ("report.json", "report.md")  # a folder holding these holds a run: --overwrite to replace it
 
 
 @dataclass
@@ -54,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out share of each --task file (default 0.2)")
     parser.add_argument("--out", type=Path, metavar="DIR", default=Path("mtl-runs/experiment"),
                         help="folder for report.json, report.md and plots")
+    parser.add_argument("--overwrite", action="store_true", help="replace the report already in --out (refused otherwise)")
+    parser.add_argument("--max-features", type=int, metavar="N", default=DEFAULT_MAX_FEATURES,
+                        help=f"with --task: keep the N most frequent training words (default {DEFAULT_MAX_FEATURES:,})")
     comparing = parser.add_argument_group("comparing methods (instead of single- vs multi-task curves)")
     comparing.add_argument("--compare", metavar="METHODS",
                            help=f"comma-separated methods to train side by side, e.g. sum,pcgrad,cagrad,mgda,nash_mtl,upgrad,famo; "
@@ -74,7 +80,9 @@ def load_tasks(args: argparse.Namespace, seed: int | None = None) -> Tasks:
         shrunk = [flag for flag, value in sizes if value is not None]
         if shrunk:
             raise ValueError(f"{', '.join(shrunk)} size the synthetic default; with --task the files decide")
-        return from_files(args.task, test_fraction=args.test_fraction, seed=seed)
+        if args.max_features < 1:
+            raise ValueError(f"--max-features must be >= 1, got {args.max_features}")
+        return from_files(args.task, test_fraction=args.test_fraction, seed=seed, max_features=args.max_features)
     return synthetic(seed=seed, n_train=args.n_train, n_test=args.n_test, vocab_size=args.vocab_size)
 
 
@@ -90,10 +98,10 @@ def check_experiment(tasks: Tasks, recipe: Recipe) -> None:
     resolve_weighting(recipe.train.weighting, tasks.specs)
 
 
-def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) -> BackendRun:
+def train_backend(backend: str, device, tasks: Tasks, recipe: Recipe, *, quiet: bool) -> BackendRun:
     """Train the multi-task model, one single-task model per task and, for ``sequential``, the forgetting run."""
-    cls = model_class(backend)
-    multi = cls.build(tasks.input_dim, tasks.specs, recipe)
+    build = builder(backend, device)
+    multi = build(tasks.input_dim, tasks.specs, recipe)
     start = multi.params()
     note(f"[{backend}] multi-task model: {', '.join(t.name for t in tasks.specs)}", quiet)
     multi_history = multi.fit(tasks.train, tasks.test, recipe, progress=not quiet)
@@ -101,13 +109,13 @@ def train_backend(backend: str, tasks: Tasks, recipe: Recipe, *, quiet: bool) ->
     singles = {}
     for spec in tasks.specs:
         own = {k: v for k, v in start.items() if k.startswith("trunk.") or k.startswith(f"heads.{spec.name}.")}
-        model = cls.build(tasks.input_dim, (spec,), single_recipe, params=own)
+        model = build(tasks.input_dim, (spec,), single_recipe, params=own)
         note(f"[{backend}] single-task model: {spec.name}", quiet)
         own_train, own_test = {spec.name: tasks.train[spec.name]}, {spec.name: tasks.test[spec.name]}
         singles[spec.name] = model.fit(own_train, own_test, single_recipe, progress=not quiet)
     forgetting = None
     if recipe.train.curriculum.name == "sequential":
-        fresh = cls.build(tasks.input_dim, tasks.specs, recipe, params=start)
+        fresh = build(tasks.input_dim, tasks.specs, recipe, params=start)
         forgetting = train_one_task_after_another(fresh, tasks, recipe, backend, quiet)
     return BackendRun(multi_history, singles, forgetting)
 
@@ -130,8 +138,6 @@ def train_one_task_after_another(model, tasks: Tasks, recipe: Recipe, backend: s
 
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from(args).with_training(grad_norm_every=GRAD_NORM_EVERY)
-    tasks = load_tasks(args)
-    check_experiment(tasks, recipe)
     backends = BACKENDS if args.backend == "both" else (args.backend,)
     methods = seeds = None
     if args.compare is not None:
@@ -140,10 +146,14 @@ def run(args: argparse.Namespace) -> int:
         if args.aggregator is not None:
             raise ValueError(f"--aggregator {args.aggregator} with --compare: name the aggregators to compare in --compare")
         methods, seeds = parse_methods(args.compare, recipe.train.weighting), seeds_of(args.seed, args.seeds)
-    args.out.mkdir(parents=True, exist_ok=True)
+    placed = {backend: devices.resolve(args.device, backend) for backend in backends}
+    tasks = load_tasks(args)
+    check_experiment(tasks, recipe)
+    prepare_folder(args.out, REPORT_FILES, overwrite=args.overwrite)  # everything checked: from here on, work
     config = {
         "command": "mtl " + " ".join(args.argv),
         "backends": list(backends),
+        "devices": {backend: devices.describe(device) for backend, device in placed.items()},
         **recipe.as_config(),
         "single_task_weighting": SINGLE_TASK_WEIGHTING,
         "initialisation": INITIALISATION,
@@ -152,18 +162,19 @@ def run(args: argparse.Namespace) -> int:
         "versions": framework_versions(backends),
     }
     if methods is not None:
-        comparison = run_comparison(args.backend, lambda seed: load_tasks(args, seed), recipe, methods, seeds, quiet=args.quiet)
+        build = builder(args.backend, placed[args.backend])
+        comparison = run_comparison(build, args.backend, lambda seed: load_tasks(args, seed), recipe, methods, seeds, quiet=args.quiet)
         document = report.json_safe({"config": config, **comparison})
         return write_report(args, document, plots.write_comparison, report.comparison_markdown, report.comparison_table)
-    runs = {backend: train_backend(backend, tasks, recipe, quiet=args.quiet) for backend in backends}
+    runs = {backend: train_backend(backend, placed[backend], tasks, recipe, quiet=args.quiet) for backend in backends}
     return write_report(args, report.build(config, runs), plots.write_all, report.markdown, report.final_table)
 
 
 def write_report(args: argparse.Namespace, document: dict, draw, markdown, table) -> int:
-    """report.json, the plots ``draw`` makes, report.md from ``markdown``; the ``table`` on stdout."""
-    (args.out / "report.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    """report.json, the plots ``draw`` makes, report.md from ``markdown`` (each whole or not at all); the ``table`` on stdout."""
+    write_text(args.out / "report.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
     figures = draw(document, args.out)
-    (args.out / "report.md").write_text(markdown(document, figures))
+    write_text(args.out / "report.md", markdown(document, figures))
     sys.stdout.write(table(document) + "\n")
     note(f"wrote {args.out / 'report.json'}, {args.out / 'report.md'} and {len(figures)} plot(s)", args.quiet)
     return 0

@@ -12,12 +12,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import FuncFormatter
 from matplotlib.figure import Figure
 
+from mtl_core.files import atomic_write
 from mtl_cli.report import METRIC_LABELS
 
 BACKEND_COLOURS = {"torch": "tab:red", "jax": "tab:blue"}
 STYLES = {
     "single": dict(linestyle="--", marker="o", markerfacecolor="white"),
     "multi": dict(linestyle="-", marker="s"),
+}
+# The backends usually draw the same curve (they train one model): torch's is wide and pale
+# underneath, jax's thin with small markers on top, so both stay visible where they coincide.
+BACKEND_STYLES = {
+    "torch": dict(linewidth=4.0, alpha=0.45, markersize=9, zorder=2),
+    "jax": dict(linewidth=1.3, alpha=1.0, markersize=4, zorder=3),
 }
 LABELS = {"single": "single-task", "multi": "multi-task"}
 
@@ -46,7 +53,8 @@ def _model_curves(document: dict, quantity: str, title: str, ylabel) -> Figure:
         for backend, result in document["results"].items():
             for kind in ("single", "multi"):
                 values = result[kind][task["name"]][quantity]
-                axis.plot(_epochs(values), values, color=BACKEND_COLOURS[backend], label=f"{LABELS[kind]} ({backend})", **STYLES[kind])
+                axis.plot(_epochs(values), values, color=BACKEND_COLOURS[backend], label=f"{LABELS[kind]} ({backend})",
+                          **STYLES[kind], **BACKEND_STYLES.get(backend, {}))
         axis.set_title(f"{task['name']} ({task['kind']})")
         axis.set_ylabel(ylabel(task))
         _integer_epochs(axis, document["config"]["epochs"])
@@ -124,6 +132,11 @@ def forgetting_figure(document: dict) -> Figure:
     return figure
 
 
+def save(figure: Figure, path: Path) -> None:
+    """A PNG written whole or not at all (mtl_core.files)."""
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
+
+
 def write_all(document: dict, folder: Path) -> dict[str, str]:
     """Write every plot the document supports as PNG into ``folder``; return {file name: caption}."""
     figures = {
@@ -135,7 +148,7 @@ def write_all(document: dict, folder: Path) -> dict[str, str]:
         figures["forgetting.png"] = ("Forgetting run: one task after another on one model", forgetting_figure)
     written = {}
     for name, (caption, draw) in figures.items():
-        draw(document).savefig(Path(folder) / name, dpi=110)
+        save(draw(document), Path(folder) / name)
         written[name] = caption
     return written
 
@@ -166,5 +179,5 @@ def comparison_figure(document: dict) -> Figure:
 
 def write_comparison(document: dict, folder: Path) -> dict[str, str]:
     """comparison.png into ``folder``; returns {file name: caption}."""
-    comparison_figure(document).savefig(Path(folder) / "comparison.png", dpi=110)
+    save(comparison_figure(document), Path(folder) / "comparison.png")
     return {"comparison.png": "Held-out score against time per step, one point per method"}

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass, field, replace
 
 from mtl_core.aggregation import AGGREGATORS
+from mtl_core.architecture import ACTIVATIONS
 from mtl_core.config import TrainConfig
 from mtl_core.curricula import CURRICULA
 from mtl_core.weighting import Fixed, Weighting
@@ -31,6 +32,16 @@ class Recipe:
     def with_training(self, **options) -> "Recipe":
         return replace(self, train=self.train.with_options(**options))
 
+    @classmethod
+    def from_config(cls, config: dict) -> "Recipe":
+        """The recipe ``as_config`` wrote (metrics.json, report.json): what ``--resume`` continues."""
+        train = TrainConfig(
+            epochs=config["epochs"], seed=config["seed"], curriculum=config["curriculum"], weighting=config["weighting"],
+            aggregator=config.get("aggregator"), batch_size=config["batch_size"], lr=config["lr"],
+            grad_norm_every=config["grad_norm_every"],
+        )
+        return cls(train, tuple(config["hidden_dims"]), config["activation"])
+
     def as_config(self) -> dict:
         """The recipe as report/metrics JSON."""
         t = self.train
@@ -42,11 +53,45 @@ class Recipe:
         }
 
 
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """``200`` or ``256,64``: the trunk's layer widths."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 200 or 256,64, got {text!r}") from None
+    if not all(w >= 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"every width must be >= 1, got {text!r}")
+    return widths
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    parser.add_argument("--epochs", type=int, metavar="N", default=defaults.epochs,
-                        help=f"training epochs (default {defaults.epochs}, as the blog)")
-    parser.add_argument("--seed", type=int, metavar="S", default=defaults.seed,
+    defaults, blog = TrainConfig(), Recipe()
+    parser.add_argument("--epochs", type=_count(1), metavar="N", default=defaults.epochs,
+                        help=f"training epochs, >= 1 (default {defaults.epochs}, as the blog)")
+    parser.add_argument("--seed", type=_count(0), metavar="S", default=defaults.seed,
                         help="seed of the data, the held-out split, the weights and the batch order")
     parser.add_argument("--curriculum", choices=CURRICULA, default=defaults.curriculum.name,
                         help=f"batch order of the tasks (default {defaults.curriculum.name})")
@@ -56,8 +101,26 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aggregator", choices=tuple(AGGREGATORS), metavar="NAME",
                         help="combine the tasks' own gradients on the shared trunk with a gradient-conflict method: "
                         f"{', '.join(AGGREGATORS)} (default: none, the gradient of the combined loss)")
+    parser.add_argument("--lr", type=_positive_float, metavar="LR", default=defaults.lr, help=f"Adam's learning rate (default {defaults.lr:g})")
+    parser.add_argument("--batch-size", type=_count(1), metavar="N", default=defaults.batch_size,
+                        help=f"rows of each task per step (default {defaults.batch_size})")
+    parser.add_argument("--hidden", type=_widths, metavar="W[,W...]", default=blog.hidden_dims,
+                        help=f"the trunk's layer widths, e.g. 200 or 256,64 (default {','.join(map(str, blog.hidden_dims))})")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=blog.activation, help=f"the trunk's activation (default {blog.activation})")
+
+
+RECIPE_OPTIONS = ("--epochs", "--seed", "--curriculum", "--weighting", "--aggregator", "--lr", "--batch-size", "--hidden", "--activation")
+
+
+def recipe_options_given(argv: list[str]) -> set[str]:
+    """The recipe's options named on the command line (``--lr 0.1`` and ``--lr=0.1`` alike)."""
+    return {option for option in RECIPE_OPTIONS for token in argv if token == option or token.startswith(option + "=")}
 
 
 def recipe_from(args: argparse.Namespace) -> Recipe:
     weighting = parse_weighting(args.weighting)
-    return Recipe(TrainConfig(epochs=args.epochs, seed=args.seed, curriculum=args.curriculum, weighting=weighting, aggregator=args.aggregator))
+    config = TrainConfig(
+        epochs=args.epochs, seed=args.seed, curriculum=args.curriculum, weighting=weighting, aggregator=args.aggregator,
+        lr=args.lr, batch_size=args.batch_size,
+    )
+    return Recipe(config, tuple(args.hidden), args.activation)

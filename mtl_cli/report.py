@@ -269,7 +269,7 @@ def markdown(document: dict, figures: dict[str, str]) -> str:
         f"- recipe: {c['epochs']} epochs, seed {c['seed']}, curriculum `{c['curriculum']}`, weighting `{c['weighting']}` "
         f"(single-task models: `{c['single_task_weighting']}`), Adam lr {c['lr']}, batch {c['batch_size']}, "
         f"trunk {c['hidden_dims']} {c['activation']}",
-        "- backends: " + ", ".join(f"{b} {c['versions'].get(b, '')}".strip() for b in backends),
+        "- backends: " + ", ".join(f"{b} {c['versions'].get(b, '')} on {c.get('devices', {}).get(b, 'cpu')}".strip() for b in backends),
         "",
         "## Final scores",
         "",
@@ -328,7 +328,8 @@ def comparison_markdown(document: dict, figures: dict[str, str]) -> str:
         "",
         f"- data: {_describe_data(c)}",
         f"- recipe: {c['epochs']} epochs, curriculum `{c['curriculum']}`, Adam lr {c['lr']}, batch {c['batch_size']}, "
-        f"trunk {c['hidden_dims']} {c['activation']}; backend {setup['backend']} {c['versions'].get(setup['backend'], '')}",
+        f"trunk {c['hidden_dims']} {c['activation']}; backend {setup['backend']} {c['versions'].get(setup['backend'], '')} "
+        f"on {c.get('devices', {}).get(setup['backend'], 'cpu')}",
         f"- seeds {', '.join(map(str, seeds))}: each seed draws the data, the split, the initial weights and the batch order;"
         " within a seed every method starts from the same weights",
         "- Δm: the mean over tasks of the relative gain of the method's seed-mean score over the single-task models'"

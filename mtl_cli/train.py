@@ -1,7 +1,9 @@
 """Train one multi-task model on your CSV/TSV files and score it on a seeded held-out split.
 
 Writes DIR/model.safetensors (weights, Adam's state, the vocabulary and the label names; either
-backend reads it) and DIR/metrics.json (each task's held-out score and row counts).
+backend reads it) and DIR/metrics.json (each task's held-out score, the recipe, the history) after
+every epoch, each file whole or not at all: an interrupted run keeps its last finished epoch, and
+``--resume DIR`` continues it to the same model an uninterrupted run ends with.
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from mtl_core.files import write_text
 from mtl_core.metrics import METRIC_NAMES
 from mtl_core.weighting import resolve_weighting
+from mtl_cli import devices
 from mtl_cli.backends import BACKENDS, framework_versions, model_class
-from mtl_cli.console import note
-from mtl_cli.datasets import from_files
-from mtl_cli.recipe import add_recipe_arguments, recipe_from
+from mtl_cli.console import note, progress_bar
+from mtl_cli.datasets import DEFAULT_MAX_FEATURES, Tasks, from_files
+from mtl_cli.outputs import prepare_folder
+from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from, recipe_options_given
 from mtl_cli.report import METRIC_LABELS, json_safe
 from mtl_cli.specs import TASK_SPEC
 
@@ -25,21 +31,43 @@ METRICS = "metrics.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", action="append", required=True, metavar="SPEC",
+    parser.add_argument("--task", action="append", metavar="SPEC",
                         help=f"{TASK_SPEC}: a task read from a CSV (or .tsv) file; repeat for each task. KIND is "
                         "binary (labels 0/1, true/false, yes/no), multiclass, multilabel ('|'-separated) or "
                         "regression; without it, binary labels are recognised and anything else is multiclass")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="framework to train with (default torch)")
+    parser.add_argument("--backend", choices=BACKENDS, help="framework to train with (default torch; with --resume, the run's)")
     add_recipe_arguments(parser)
     parser.add_argument("--test-fraction", type=float, metavar="F", default=0.2, help="held-out share of each file (default 0.2, seeded)")
-    parser.add_argument("--out", type=Path, metavar="DIR", default=Path("mtl-runs/model"), help=f"folder for {CHECKPOINT} and {METRICS}")
+    parser.add_argument("--max-features", type=int, metavar="N", default=DEFAULT_MAX_FEATURES,
+                        help=f"keep the N most frequent training words (default {DEFAULT_MAX_FEATURES:,}); the run reports how many "
+                        "there were")
+    parser.add_argument("--out", type=Path, metavar="DIR", help=f"folder for {CHECKPOINT} and {METRICS} (default mtl-runs/model)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)")
+    parser.add_argument("--resume", type=Path, metavar="DIR",
+                        help="continue the run in DIR (its files, recipe and backend) up to --epochs; DIR keeps its checkpoint after every epoch")
+
+
+@dataclass
+class Run:
+    """What one training run needs beyond its model: data, recipe, where it writes, what it has done."""
+
+    tasks: Tasks
+    recipe: Recipe
+    backend: str
+    folder: Path
+    command: str
+    test_fraction: float
+    max_features: int
+    device: str
+    epochs_done: int = 0
+    history: dict | None = None
 
 
 def scores(tasks, history: dict) -> dict[str, dict]:
     """metrics.json's "tasks": the last epoch's held-out score (None without held-out rows) and row counts."""
     rows = {}
     for row in tasks.sizes():
-        f1 = history["f1"][row["name"]][-1] if row["n_test"] else None
+        f1 = history["f1"][row["name"]][-1] if row["n_test"] and history["f1"][row["name"]] else None
         rows[row["name"]] = {"f1": f1, "metric": METRIC_NAMES[row["kind"]], "n_train": row["n_train"], "n_test": row["n_test"]}
     return rows
 
@@ -53,28 +81,107 @@ def score_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from(args)
-    tasks = from_files(args.task, test_fraction=args.test_fraction, seed=args.seed)
-    resolve_weighting(recipe.train.weighting, tasks.specs)  # a bad --weighting fails before training, not after
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in (t.name for t in tasks.specs if t.name not in tasks.test):
-        note(f"task {name!r} has no held-out rows (--test-fraction {args.test_fraction}): no score for it", args.quiet)
-    model = model_class(args.backend).build(tasks.input_dim, tasks.specs, recipe)
-    note(f"[{args.backend}] training {', '.join(t.name for t in tasks.specs)} for {recipe.train.epochs} epochs", args.quiet)
-    history = model.fit(tasks.train, tasks.test or None, recipe, progress=not args.quiet)
-    model.save(args.out / CHECKPOINT, weighting=recipe.train.weighting, vocabulary=tasks.vocabulary, label_names=tasks.label_names)
-    rows = scores(tasks, history)
-    metrics = {
-        "tasks": rows,
+def _merged(history: dict | None, epoch: dict) -> dict:
+    if history is None:
+        return {"loss": dict(epoch["loss"]), "f1": dict(epoch.get("f1", {}))}
+    return {key: {name: history[key].get(name, []) + values for name, values in epoch.get(key, {}).items()} for key in ("loss", "f1")}
+
+
+def metrics_document(run: Run) -> dict:
+    tasks, recipe = run.tasks, run.recipe
+    return json_safe({
+        "tasks": scores(tasks, run.history),
         "checkpoint": CHECKPOINT,
-        "backend": args.backend,
-        "config": {"command": "mtl " + " ".join(args.argv), **recipe.as_config(), "test_fraction": args.test_fraction,
-                   "data": tasks.source, "versions": framework_versions((args.backend,))},
+        "backend": run.backend,
+        "device": run.device,
+        "epochs_done": run.epochs_done,
+        "config": {
+            "command": run.command, **recipe.as_config(), "test_fraction": run.test_fraction, "max_features": run.max_features,
+            "data": tasks.source, "versions": framework_versions((run.backend,)),
+        },
+        "vocabulary": {"size": len(tasks.vocabulary), "found": tasks.words_found, "max_features": run.max_features},
         "label_names": {k: list(v) for k, v in tasks.label_names.items()},
-        "history": {"loss": history["loss"], "f1": history.get("f1", {})},
-    }
-    (args.out / METRICS).write_text(json.dumps(json_safe(metrics), indent=1, allow_nan=False) + "\n")
-    sys.stdout.write(score_table(rows) + "\n")
-    note(f"wrote {args.out / CHECKPOINT} and {args.out / METRICS}", args.quiet)
+        "history": run.history,
+    })
+
+
+def train_epochs(model, run: Run, quiet: bool) -> None:
+    """Train up to the recipe's epochs, one at a time; after each, the checkpoint and metrics.json."""
+    one_epoch = run.recipe.with_training(epochs=1)
+    with progress_bar(total=run.recipe.train.epochs, initial=run.epochs_done, quiet=quiet, desc="epochs") as bar:
+        while run.epochs_done < run.recipe.train.epochs:
+            history = model.fit(run.tasks.train, run.tasks.test or None, one_epoch, progress=False)
+            run.history, run.epochs_done = _merged(run.history, history), run.epochs_done + 1
+            model.save(run.folder / CHECKPOINT, weighting=run.recipe.train.weighting, vocabulary=run.tasks.vocabulary,
+                       label_names=run.tasks.label_names)
+            write_text(run.folder / METRICS, json.dumps(metrics_document(run), indent=1, allow_nan=False) + "\n")
+            bar.set_postfix(loss=f"{sum(v[-1] for v in history['loss'].values() if v):.4f}")
+            bar.update(1)
+
+
+def _report_vocabulary(tasks: Tasks, max_features: int, quiet: bool) -> None:
+    if tasks.words_found > len(tasks.vocabulary):
+        note(f"vocabulary: the {len(tasks.vocabulary):,} most frequent of {tasks.words_found:,} training words "
+             f"(--max-features {max_features}); the other {tasks.words_found - len(tasks.vocabulary):,} are not read", quiet)
+
+
+def new_run(args: argparse.Namespace) -> tuple[Run, object]:
+    if not args.task:
+        raise ValueError("train needs --task SPEC (one per task), or --resume DIR to continue a run")
+    if args.max_features < 1:
+        raise ValueError(f"--max-features must be >= 1, got {args.max_features}")
+    recipe = recipe_from(args)
+    backend = args.backend or "torch"
+    device = devices.resolve(args.device, backend)
+    tasks = from_files(args.task, test_fraction=args.test_fraction, seed=recipe.train.seed, max_features=args.max_features)
+    resolve_weighting(recipe.train.weighting, tasks.specs)  # a bad --weighting fails before training, not after
+    folder = args.out or Path("mtl-runs/model")
+    prepare_folder(folder, (CHECKPOINT, METRICS), overwrite=args.overwrite, hint=", or --resume it to continue")
+    run = Run(tasks, recipe, backend, folder, "mtl " + " ".join(args.argv), args.test_fraction, args.max_features, devices.describe(device))
+    return run, model_class(backend).build(tasks.input_dim, tasks.specs, recipe, device=device)
+
+
+def resumed_run(args: argparse.Namespace) -> tuple[Run, object]:
+    """The run in ``--resume DIR`` and its model, its files read again and checked against its checkpoint."""
+    folder = args.resume
+    given = recipe_options_given(args.argv) - {"--epochs"}
+    clashes = sorted(given | {flag for flag, value in (("--task", args.task), ("--out", args.out), ("--overwrite", args.overwrite)) if value})
+    if clashes:
+        raise ValueError(f"--resume continues {folder} with its own files and recipe: leave out {', '.join(clashes)}")
+    try:
+        saved = json.loads((folder / METRICS).read_text(encoding="utf-8"))
+        config, epochs_done = saved["config"], int(saved["epochs_done"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--resume {folder}: no {METRICS}: not a run of mtl train") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"--resume {folder}: {METRICS} does not describe a run ({error})") from None
+    recipe = Recipe.from_config(config)
+    if "--epochs" in recipe_options_given(args.argv):
+        recipe = recipe.with_training(epochs=args.epochs)
+    if epochs_done >= recipe.train.epochs:
+        raise ValueError(f"--resume {folder}: the run has done {epochs_done} epochs, --epochs asks for {recipe.train.epochs}")
+    backend = args.backend or saved["backend"]
+    device = devices.resolve(args.device, backend)
+    specs = [f"{t['name']}={t['path']}:{t['text_column']}:{t['label_column']}" + (f":{t['kind']}" if t["kind"] else "") for t in config["data"]["tasks"]]
+    tasks = from_files(specs, test_fraction=config["test_fraction"], seed=recipe.train.seed, max_features=config["max_features"])
+    prepare_folder(folder, (), overwrite=True, option="--resume")
+    model, checkpoint = model_class(backend).load(folder / CHECKPOINT, device=device)
+    if checkpoint.vocabulary != tasks.vocabulary:
+        raise ValueError(f"--resume {folder}: the task files changed since the run began (their vocabulary is not the checkpoint's)")
+    model.epochs_done, model.epoch_losses = epochs_done, {k: list(v) for k, v in saved["history"]["loss"].items()}
+    run = Run(tasks, recipe, backend, folder, config["command"], config["test_fraction"], config["max_features"],
+              devices.describe(device), epochs_done, saved["history"])
+    return run, model
+
+
+def run(args: argparse.Namespace) -> int:
+    run, model = resumed_run(args) if args.resume is not None else new_run(args)  # everything checked: now train
+    _report_vocabulary(run.tasks, run.max_features, args.quiet)
+    for name in (t.name for t in run.tasks.specs if t.name not in run.tasks.test):
+        note(f"task {name!r} has no held-out rows (--test-fraction {run.test_fraction}): no score for it", args.quiet)
+    note(f"[{run.backend} on {run.device}] training {', '.join(t.name for t in run.tasks.specs)} "
+         f"for epochs {run.epochs_done + 1}-{run.recipe.train.epochs}", args.quiet)
+    train_epochs(model, run, args.quiet)
+    sys.stdout.write(score_table(scores(run.tasks, run.history)) + "\n")
+    note(f"wrote {run.folder / CHECKPOINT} and {run.folder / METRICS}", args.quiet)
     return 0

@@ -93,11 +93,12 @@ def _weighting_state(optimizer, weighting) -> dict[str, np.ndarray]:
     return {key: found.get(key, initial) for key, initial in weighting.init_state().items()}
 
 
-def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
+def load_checkpoint(path: str | os.PathLike, *, device=None, with_extras: bool = False):
     """``(model, optimizer)`` from a checkpoint written by either backend (optimizer None if not saved).
 
-    With ``with_extras=True`` the mtl_core ``Checkpoint`` (vocabulary, label names, weighting) is
-    returned as a third value.
+    ``device`` (e.g. "cuda"): where the model and Adam's state are built (default the CPU), so that a
+    resumed fused Adam finds its state beside its parameters. With ``with_extras=True`` the mtl_core
+    ``Checkpoint`` (vocabulary, label names, weighting) is returned as a third value.
     """
     checkpoint = read_checkpoint(path)
     arch = checkpoint.arch
@@ -105,6 +106,8 @@ def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
     if checkpoint.params["trunk.0.kernel"].dtype == np.float64:
         model = model.double()
     import_params(model, checkpoint.params)
+    if device is not None:
+        model = model.to(device)
     optimizer = None
     if checkpoint.adam is not None:
         optimizer = _restore_adam(model, checkpoint)
