@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from cli_support import review, mtl, task_args, write_table
 from mtl_core import TaskSpec
 from mtl_core.data import synthetic_reviews
 
@@ -200,3 +201,31 @@ _BAD_FIT_SETTINGS = {
 @pytest.fixture(params=sorted(_BAD_FIT_SETTINGS))
 def bad_fit_setting(request):
     return _BAD_FIT_SETTINGS[request.param]
+
+
+# -- the mtl command's tests (helpers in cli_support.py) ----------------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> SimpleNamespace:
+    """A binary task in CSV (labels yes/no) and a 3-class task in TSV (labels 1/3/5), plus new texts."""
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    movie = [[review(rng, s), "yes" if s > 0 else "no"] for s in rng.choice([-1, 1], 60)]
+    yelp = [[review(rng, s), {-1: 1, 0: 3, 1: 5}[s]] for s in rng.choice([-1, 0, 1], 60)]
+    new = [[i, review(rng, s)] for i, s in enumerate(rng.choice([-1, 0, 1], 12))]
+    return SimpleNamespace(
+        movie=write_table(folder / "movie.csv", ["text", "label"], movie),
+        yelp=write_table(folder / "yelp.tsv", ["review", "stars"], yelp, delimiter="\t"),
+        new=write_table(folder / "new.csv", ["id", "body"], new),
+        folder=folder,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(files) -> dict[str, SimpleNamespace]:
+    """One model trained per backend on the same files (mtl train --epochs 2)."""
+    runs = {}
+    for backend in ("torch", "jax"):
+        out = files.folder / f"model-{backend}"
+        runs[backend] = mtl("--quiet", "train", *task_args(files), "--backend", backend, "--epochs", "2", "--out", out)
+        runs[backend].folder = out
+    return runs

@@ -6,14 +6,10 @@ the installed entry point in a subprocess to prove the same holds from the shell
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,80 +18,9 @@ from safetensors.numpy import load_file, save_file
 import torch_ref
 from mtl_core import TaskSpec
 from mtl_core.data import DEFAULT_TASKS, synthetic_reviews
+from cli_support import TINY_SYNTHETIC, mtl, read_csv, task_args, write_table
 from mtl_cli import report
-from mtl_cli.main import main
 from mtl_cli.specs import parse_input, parse_task, parse_weighting
-
-POSITIVE = "good great lovely superb fun".split()
-NEGATIVE = "bad awful dull poor boring".split()
-FILLER = "the a film plot food service and it was very quite".split()
-TINY_SYNTHETIC = ["--n-train", "96", "--n-test", "48", "--vocab-size", "400"]
-
-
-def mtl(*argv) -> SimpleNamespace:
-    """Run ``mtl ARGV`` in-process: exit code, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exit:  # argparse exits on usage errors and --help
-            code = exit.code
-    return SimpleNamespace(code=code, out=out.getvalue(), err=err.getvalue())
-
-
-def _review(rng: np.random.Generator, sentiment: int) -> str:
-    """A short text: filler words plus words of the sentiment (-1, 0 or 1; 0 mixes both)."""
-    words = list(rng.choice(FILLER, 6))
-    if sentiment >= 0:
-        words += list(rng.choice(POSITIVE, 2 if sentiment > 0 else 1))
-    if sentiment <= 0:
-        words += list(rng.choice(NEGATIVE, 2 if sentiment < 0 else 1))
-    rng.shuffle(words)
-    return " ".join(words)
-
-
-def write_table(path: Path, header: list[str], rows: list[list], delimiter: str = ",") -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=delimiter)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read_csv(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> SimpleNamespace:
-    """A binary task in CSV (labels yes/no) and a 3-class task in TSV (labels 1/3/5), plus new texts."""
-    folder = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    movie = [[_review(rng, s), "yes" if s > 0 else "no"] for s in rng.choice([-1, 1], 60)]
-    yelp = [[_review(rng, s), {-1: 1, 0: 3, 1: 5}[s]] for s in rng.choice([-1, 0, 1], 60)]
-    new = [[i, _review(rng, s)] for i, s in enumerate(rng.choice([-1, 0, 1], 12))]
-    return SimpleNamespace(
-        movie=write_table(folder / "movie.csv", ["text", "label"], movie),
-        yelp=write_table(folder / "yelp.tsv", ["review", "stars"], yelp, delimiter="\t"),
-        new=write_table(folder / "new.csv", ["id", "body"], new),
-        folder=folder,
-    )
-
-
-def task_args(files) -> list[str]:
-    return ["--task", f"movie={files.movie}:text:label", "--task", f"yelp={files.yelp}:review:stars"]
-
-
-@pytest.fixture(scope="module")
-def trained(files) -> dict[str, SimpleNamespace]:
-    """One model trained per backend on the same files (mtl train --epochs 2)."""
-    runs = {}
-    for backend in ("torch", "jax"):
-        out = files.folder / f"model-{backend}"
-        runs[backend] = mtl("--quiet", "train", *task_args(files), "--backend", backend, "--epochs", "2", "--out", out)
-        runs[backend].folder = out
-    return runs
-
 
 # --- specs -----------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import scipy.special
 import torch
 
 import jax_impl
@@ -18,6 +19,7 @@ ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0),
     "silu": lambda z: z / (1 + np.exp(-z)),
+    "gelu": lambda z: 0.5 * z * (1 + scipy.special.erf(z / np.sqrt(2.0))),  # the exact GELU, as torch's default
 }
 
 
@@ -240,3 +242,14 @@ def test_torch_weights_imported_into_jax_give_the_same_logits(module, helpers, x
     params = jax_impl.import_params(torch_ref.export_params(model), module)
     with torch.no_grad():
         np.testing.assert_allclose(module.apply(params, x, task_id="yelp"), model(x, "yelp").numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_task_names_with_dots_get_their_own_heads(helpers, x):
+    tasks = (TaskSpec("imdb.v2", "binary", 1), TaskSpec("yelp", "multiclass", 3), TaskSpec("imdb", "regression", 2))
+    module = jax_impl.MultiTaskNetwork(tasks, (4,))
+    params = jax_impl.init_params(module, jax.random.key(1), helpers.input_dim)
+    assert module.apply(params, x, task_id="imdb.v2").shape == (7, 1) and module.apply(params, x, task_id="imdb").shape == (7, 2)
+    canonical = jax_impl.export_params(params)
+    assert {"heads.imdb.v2.kernel", "heads.imdb.kernel"} <= set(canonical)
+    expected = numpy_forward(canonical, x, "imdb.v2", "sigmoid", 1)
+    np.testing.assert_allclose(module.apply(params, x, task_id="imdb.v2"), expected, rtol=1e-5, atol=1e-6)
