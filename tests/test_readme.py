@@ -30,7 +30,7 @@ def examples() -> list[tuple[str, str | None]]:
 
 def test_readme_python_examples_print_what_the_readme_shows():
     blocks = examples()
-    assert len(blocks) >= 3 and sum(shown is not None for _, shown in blocks) >= 3
+    assert len(blocks) >= 4 and sum(shown is not None for _, shown in blocks) >= 4
     namespace: dict = {}
     for number, (code, shown) in enumerate(blocks):
         printed = io.StringIO()
