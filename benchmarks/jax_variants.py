@@ -24,10 +24,12 @@ def new_params(ctx: Context, module: jax_impl.MultiTaskNetwork) -> dict:
     return jax_impl.init_params(module, jax.random.key(ctx.seed), ctx.workload.vocab_size)
 
 
-def fit(ctx: Context, mesh=None) -> MakeRunner:
-    """jax_impl.fit for one epoch of ``steps`` steps: padding, stacking and transfers in the timed loop.
+def fit(ctx: Context, mesh=None, aggregator: str | None = None) -> MakeRunner:
+    """jax_impl.fit for one epoch of ``steps`` steps: padding, stacking and transfers in the timed loop
+    (with an aggregator, also the host's per-step plan: K = X Xᵀ of the step's rows, PCGrad's orders).
 
-    ``mesh``: a mesh with a "data" axis, to train data-parallel (the scaling study).
+    ``mesh``: a mesh with a "data" axis, to train data-parallel (the scaling study); ``aggregator``: a
+    name of mtl_core.aggregation.AGGREGATORS (the aggregator study), None for the summed step.
     """
     module = new_module(ctx)
     params = new_params(ctx, module)
@@ -38,7 +40,7 @@ def fit(ctx: Context, mesh=None) -> MakeRunner:
         def run():
             trained, history = jax_impl.fit(
                 module, data, epochs=1, batch_size=ctx.workload.batch_size, lr=LEARNING_RATE, seed=ctx.seed, params=params,
-                mesh=mesh,
+                mesh=mesh, aggregator=aggregator,
             )
             jax.block_until_ready(trained)
             check_steps("jax_impl.fit", history["steps"][0], steps)

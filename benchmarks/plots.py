@@ -1,4 +1,5 @@
-"""PNG plots: samples/s against batch size, one line per variant, one file per device.
+"""PNG plots: samples/s against batch size, one line per variant, one file per device; for the
+scaling study samples/s against devices, for the aggregator study the step time over sum against T.
 
 matplotlib is optional (the GPU machine may lack it): without it no plot is drawn and the report
 says so.
@@ -7,6 +8,8 @@ says so.
 from __future__ import annotations
 
 from pathlib import Path
+
+from benchmarks.aggregator_cost import SUM, TARGETS
 
 
 def batch_sweep(records: list[dict], workloads: list[dict]) -> dict[str, list[tuple[int, dict]]]:
@@ -50,6 +53,18 @@ def _log_axis_ticks(axes, ticks) -> None:
     axes.get_xaxis().set_major_formatter(ticker.ScalarFormatter())
     axes.get_xaxis().set_minor_formatter(ticker.NullFormatter())
     axes.grid(True, which="both", alpha=0.3)
+
+
+RATIO_TICKS = (0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+def _ratio_ticks(axes) -> None:
+    """Ratios written 1x, 2x, ... on a logarithmic y axis."""
+    from matplotlib import ticker
+
+    axes.get_yaxis().set_major_locator(ticker.FixedLocator(RATIO_TICKS))
+    axes.get_yaxis().set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}x"))
+    axes.get_yaxis().set_minor_formatter(ticker.NullFormatter())
 
 
 def _where(results: dict) -> str:
@@ -117,3 +132,39 @@ def samples_vs_devices(results: dict, out: Path) -> tuple[Path | None, str]:
     path = _save(plt, figure, out / f"scaling_{results['device']['kind']}.png")
     return path, (f"![samples/s vs devices]({path.name}) (left: median samples/s, bars span min-max, dotted: linear "
                   "scaling from one device; right: efficiency).")
+
+
+def ratio_vs_tasks(results: dict, out: Path) -> tuple[Path | None, str]:
+    """The aggregator study: each method's step time over the summed step against T, on log axes;
+    one colour per method, solid for torch, dashed for jax, the targets dotted."""
+    plt = _pyplot()
+    if plt is None:
+        return None, NO_MATPLOTLIB
+    lines: dict[tuple[str, str], list[dict]] = {}
+    for record in results["results"]:
+        if record.get("ratio_to_sum") is not None and record["method"] != SUM:
+            lines.setdefault((record["method"], record["backend"]), []).append(record)
+    if not lines:
+        return None, "no method got a ratio to sum: no plot was drawn."
+    figure, axes = plt.subplots(figsize=(10, 5.5))
+    colours = {method: f"C{i}" for i, method in enumerate(dict.fromkeys(m for m, _ in lines))}
+    for (method, backend), records in lines.items():
+        records.sort(key=lambda r: r["num_tasks"])
+        tasks = [r["num_tasks"] for r in records]
+        middle = [r["ratio_to_sum"] for r in records]
+        errors = [[m - r["ratio_range"][0] for m, r in zip(middle, records)], [r["ratio_range"][1] - m for m, r in zip(middle, records)]]
+        axes.errorbar(tasks, middle, yerr=errors, marker="o", capsize=3, color=colours[method],
+                      linestyle="-" if backend == "torch" else "--", label=f"{method} ({backend})")
+    measured = {r["num_tasks"] for records in lines.values() for r in records}
+    for num_tasks, threshold in TARGETS.items():
+        if num_tasks in measured:
+            axes.plot([num_tasks], [threshold], marker="_", markersize=30, color="grey", linestyle="none")
+    axes.axhline(1, linestyle=":", color="grey")
+    axes.set(xscale="log", yscale="log", xlabel="tasks (T)", ylabel="step time / summed step (same backend, T)",
+             title=f"cost of the aggregators on {_where(results)}")
+    _log_axis_ticks(axes, measured)
+    _ratio_ticks(axes)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    path = _save(plt, figure, out / f"aggregators_{results['device']['kind']}.png")
+    return path, (f"![step time over sum vs tasks]({path.name}) (solid: torch, dashed: jax; bars span min/max to max/min; "
+                  "grey ticks: the CPU targets, " + ", ".join(f"{x:g}x at T = {t}" for t, x in TARGETS.items()) + ").")

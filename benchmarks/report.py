@@ -10,7 +10,7 @@ from benchmarks.context import SEED_RECIPE as SEED
 COLUMNS = ("workload", "variant", "steps/s", "min-max", "samples/s", "x seed", "% own floor", "% fastest floor", "warm-up s", "peak RSS MiB")
 
 
-def _num(value, digits: int = 0, percent: bool = False) -> str:
+def number(value, digits: int = 0, percent: bool = False) -> str:
     if value is None:
         return "-"
     if percent:
@@ -30,14 +30,14 @@ def table_rows(records: list[dict]) -> list[tuple[str, ...]]:
         rows.append((
             r["workload"],
             r["variant"],
-            _num(steps["median"], 1),
+            number(steps["median"], 1),
             f"{steps['min']:,.1f}-{steps['max']:,.1f}",
-            _num(r["samples_per_s"]["median"]),
-            _num(r.get("ratio_to_seed"), 1),
-            _num(fraction.get("own"), percent=True),
-            _num(fraction.get("fastest"), percent=True),
-            _num(r["warmup_s"], 2),
-            _num(r["memory"]["peak_rss_mib"]),
+            number(r["samples_per_s"]["median"]),
+            number(r.get("ratio_to_seed"), 1),
+            number(fraction.get("own"), percent=True),
+            number(fraction.get("fastest"), percent=True),
+            number(r["warmup_s"], 2),
+            number(r["memory"]["peak_rss_mib"]),
         ))
     return rows
 
@@ -168,7 +168,7 @@ def explanations(records: list[dict], device: str, workload: str = "headline") -
     return [note for note in notes if note]
 
 
-def _setup(results: dict, threads: str) -> list[str]:
+def setup_lines(results: dict, threads: str) -> list[str]:
     """The set-up lines every report opens with: command, device, machine, libraries, threads, precision."""
     env = results["environment"]
     return [
@@ -183,7 +183,7 @@ def _setup(results: dict, threads: str) -> list[str]:
     ]
 
 
-def _shared_machine(records: list[dict], cores: int, advice: str = "") -> list[str]:
+def shared_machine_lines(records: list[dict], cores: int, advice: str = "") -> list[str]:
     """A set-up line when other work loaded the machine during some measurements, else none."""
     noisy = [r for r in records if r.get("load_average") and max(r["load_average"]) > cores]
     if not noisy:
@@ -196,8 +196,8 @@ def markdown(results: dict) -> str:
     """report.md: the set-up, the table, the targets and the explanations."""
     records, env = results["results"], results["environment"]
     threads = env["threads"]
-    setup = _setup(results, f"torch {threads['torch_intra_op']} intra-op / {threads['torch_inter_op']} inter-op, "
-                            f"XLA {threads['xla_eigen']} Eigen threads; BLAS of {threads['blas']}") + [
+    setup = setup_lines(results, f"torch {threads['torch_intra_op']} intra-op / {threads['torch_inter_op']} inter-op, "
+                                 f"XLA {threads['xla_eigen']} Eigen threads; BLAS of {threads['blas']}") + [
         f"- timing: median and min-max of {results['settings']['repeats']} repeats of >= "
         f"{results['settings']['repeat_seconds']} s after warm-up; warm-up (compilation included) reported apart; "
         "samples/s counts the rows of all tasks; fractions of the floor are floor step time / variant step time",
@@ -213,7 +213,7 @@ def markdown(results: dict) -> str:
                      "indicative; judge the targets on a full run")
     advice = (": torch's OpenMP threads spin-wait at every parallel op and suffer most (compare a run with "
               "--torch-threads 1)") if threads["torch_intra_op"] > 1 else ""
-    setup += _shared_machine(records, env["machine"]["usable_cores"], advice)
+    setup += shared_machine_lines(records, env["machine"]["usable_cores"], advice)
     sections = [
         "# Benchmark report",
         "\n".join(setup),
@@ -222,10 +222,10 @@ def markdown(results: dict) -> str:
         "## Where the time goes\n\n" + "\n".join(f"- {note}" for note in explanations(records, results["device"]["kind"])),
         "## Variants\n\n" + "\n".join(f"- `{v['name']}`: {v['about']}" for v in results["variants"] + results["floors"]),
     ]
-    return _close(sections, results, lambda r: f"{r['workload']} / {r['variant']}")
+    return close_report(sections, results, lambda r: f"{r['workload']} / {r['variant']}")
 
 
-def _close(sections: list[str], results: dict, name) -> str:
+def close_report(sections: list[str], results: dict, name) -> str:
     """The report's text: the sections, then its failures (``name`` names a record) and plots."""
     failed = [r for r in results["results"] if r.get("error") is not None]
     if failed:
@@ -249,7 +249,7 @@ def scaling_rows(records: list[dict]) -> list[tuple[str, ...]]:
     rows = []
     for r in records:
         if r.get("error") is not None:
-            rows.append((r["variant"], str(r["devices"]), r["how"], "failed", r["error"][:80], "", "", "", _num(r.get("wall_s"), 1)))
+            rows.append((r["variant"], str(r["devices"]), r["how"], "failed", r["error"][:80], "", "", "", number(r.get("wall_s"), 1)))
             continue
         samples, span = r["samples_per_s"], r.get("speedup_range")
         speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x ({span[0]:.2f}-{span[1]:.2f})"
@@ -257,12 +257,12 @@ def scaling_rows(records: list[dict]) -> list[tuple[str, ...]]:
             r["variant"],
             str(r["devices"]),
             r["how"],
-            _num(samples["median"]),
+            number(samples["median"]),
             f"{samples['min']:,.0f}-{samples['max']:,.0f}",
             speedup,
-            _num(r["efficiency"], percent=True),
-            _num(r["warmup_s"], 2),
-            _num(r["wall_s"], 1),
+            number(r["efficiency"], percent=True),
+            number(r["warmup_s"], 2),
+            number(r["wall_s"], 1),
         ))
     return rows
 
@@ -304,14 +304,18 @@ def scaling_notes(results: dict) -> list[str]:
     return notes
 
 
+def worker_threads(records: list[dict]) -> list[int]:
+    """The torch intra-op thread counts that the worker processes of a study reported, sorted."""
+    return sorted({r["threads"]["torch_intra_op"] for r in records if r.get("threads") and r["backend"] == "torch"})
+
+
 def scaling_markdown(results: dict) -> str:
     """report.md of a scaling study: the set-up, the table, its interpretation, how each point ran."""
     records, study, settings = results["results"], results["scaling"], results["settings"]
-    threads = {r["threads"].get("torch_intra_op") for r in records if r.get("threads") and r["backend"] == "torch"}
     batch = study["global_batch_size"]
-    setup = _setup(results, "torch " + ("/".join(str(t) for t in sorted(threads)) if threads else "-")
-                   + " intra-op thread(s) per process (--torch-threads; on a CPU 1 by default, as torchrun sets); "
-                   "jax: XLA's own pool, shared by the forced host devices") + [
+    setup = setup_lines(results, f"torch {'/'.join(map(str, worker_threads(records))) or '-'}"
+                        " intra-op thread(s) per process (--torch-threads; on a CPU 1 by default, as torchrun sets); "
+                        "jax: XLA's own pool, shared by the forced host devices") + [
         f"- workload: vocabulary {results['workloads'][0]['vocab_size']:,}, hidden {results['workloads'][0]['hidden']}, "
         f"{results['workloads'][0]['num_tasks']} tasks; global batch {batch} rows per task ({study['rows_per_step']} samples "
         "per step) at every device count",
@@ -325,11 +329,11 @@ def scaling_markdown(results: dict) -> str:
     ]
     if results["mode"] == "quick":
         setup.append("- quick run: shorter epochs; the figures are indicative")
-    setup += _shared_machine(records, results["environment"]["machine"]["usable_cores"])
+    setup += shared_machine_lines(records, results["environment"]["machine"]["usable_cores"])
     sections = [
         "# Scaling report",
         "\n".join(setup),
         "## Data-parallel throughput\n\n" + markdown_table(SCALING_COLUMNS, scaling_rows(records))
         + "\n\n" + "\n".join(f"- {note}" for note in scaling_notes(results)),
     ]
-    return _close(sections, results, lambda r: f"{r['variant']} on {_plural(r['devices'], 'device')}")
+    return close_report(sections, results, lambda r: f"{r['variant']} on {_plural(r['devices'], 'device')}")

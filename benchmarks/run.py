@@ -1,9 +1,12 @@
 """Benchmark the library against the blog's recipe: ``python benchmarks/run.py [--device cpu|gpu] [--quick]``.
 
 ``--devices N`` measures data-parallel scaling instead: both backends' fit on 1, 2, 4, ... N devices
-(see benchmarks/scaling.py). Writes results.json, report.md and a PNG plot into --out and prints the
+(see benchmarks/scaling.py). ``--workloads aggregators`` measures the cost of the gradient-conflict
+methods instead: each backend's fit step with every aggregator against the summed step, at T = 2, 8
+and 32 tasks (see benchmarks/aggregator_cost.py; not part of the default run, which it would make
+more than three times as long). Writes results.json, report.md and a PNG plot into --out and prints the
 table. Exit status 2 when the arguments are bad or the requested device is unusable (never a silent
-fall-back to the CPU), 1 when a scaling measurement failed (its error is in the outputs).
+fall-back to the CPU), 1 when a scaling or aggregator measurement failed (its error is in the outputs).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the repository's packages
     sys.path.insert(0, str(ROOT))
 
 # Only the device module before the device is chosen: jax must not be imported before its platform is pinned.
-from benchmarks import scaling  # noqa: E402 - launches processes; imports neither torch nor jax
+from benchmarks import aggregator_cost, scaling, workloads  # noqa: E402 - import neither torch nor jax
 from benchmarks.device import DEVICES, PRECISIONS, DeviceUnavailable, open_device, pin_platform  # noqa: E402
 
 QUICK = {"repeat_seconds": 0.1, "rows_per_task": 2048}
@@ -51,6 +54,15 @@ def _at_least(kind, minimum, strict: bool = False):
     return parse
 
 
+def _task_counts(text: str) -> tuple[int, ...]:
+    counts = [_at_least(int, 2)(name) for name in _names(text)]
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated task counts, e.g. 2,8, got {text!r}")
+    if max(counts) > aggregator_cost.MAX_TASKS:
+        raise argparse.ArgumentTypeError(f"at most {aggregator_cost.MAX_TASKS} tasks, got {max(counts)}")
+    return tuple(sorted(set(counts)))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """Refuse bad arguments in one line (no usage dump), exit status 2."""
@@ -68,12 +80,24 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
     parser.add_argument("--rows-per-task", type=_at_least(int, 1),
                         help="training rows per task (default 16384, on a GPU 65536, --quick 2048; with --devices an epoch "
                              "of fit is a timed repeat: default 8192, on a GPU 65536, --quick 4096)")
-    parser.add_argument("--workloads", type=_names, help="comma-separated workloads to run (default: all, or the quick ones)")
+    parser.add_argument("--workloads", type=_names,
+                        help="comma-separated workloads to run (default: all but aggregators, or the quick ones); "
+                             "'aggregators' alone: the cost of the gradient-conflict methods, a study of its own "
+                             "(full: T = 2, 8, 32 and every method, an estimated 15-20 min on 2 cores; --quick: T = 2, 8 and "
+                             f"{', '.join(aggregator_cost.QUICK_METHODS[1:])} only)")
     parser.add_argument("--variants", type=_names, help="comma-separated variants (the seed recipe and the floors always run)")
+    parser.add_argument("--methods", type=_names,
+                        help=f"with --workloads aggregators: comma-separated methods of {list(aggregator_cost.METHODS)} "
+                             "(default all, --quick fewer; sum always runs)")
+    parser.add_argument("--task-counts", type=_task_counts, metavar="T,T,...",
+                        help=f"with --workloads aggregators: the task counts (default "
+                             f"{','.join(map(str, aggregator_cost.TASK_COUNTS))}, --quick "
+                             f"{','.join(map(str, aggregator_cost.QUICK_TASK_COUNTS))})")
     parser.add_argument("--precision", choices=PRECISIONS, default="highest",
                         help="float32 matmuls of both backends on a GPU: full float32 (default) or TF32")
     parser.add_argument("--torch-threads", type=_at_least(int, 1),
-                        help="torch intra-op threads (default: torch's choice; with --devices on a CPU, 1 per process); "
+                        help="torch intra-op threads (default: torch's choice; with --devices or --workloads aggregators on a "
+                             "CPU, 1 per process); "
                              "on a busy machine 1 can beat the core count")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, weights and batch order")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -81,13 +105,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
                         help="instead of the variants: data-parallel strong scaling of both fits on 1, 2, 4, ... N devices "
                              "(CPU: forced host devices and gloo processes; GPU: the first N GPUs)")
     parser.add_argument("--worker-timeout", type=_at_least(float, 0, strict=True), metavar="S",
-                        help=f"with --devices: seconds one measurement's processes may take, start-up included "
+                        help=f"with --devices: seconds one measurement's processes may take, start-up included; with "
+                             f"--workloads aggregators: seconds a worker may take to warm up, or to time one repeat "
                              f"(default {scaling.TIMEOUT_S:.0f}); then they are killed and the run goes on")
     # Hidden, for the tests: the last process of the largest device count fails on purpose.
     parser.add_argument("--scaling-fault", choices=scaling.FAULTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.devices is not None:
         _check_scaling_args(args, parser)
+    else:
+        _check_aggregator_args(args, parser)
     try:  # now, not after a long run
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -96,7 +123,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.Arg
 
 
 def _check_scaling_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    for name in ("workloads", "variants", "repeat_seconds"):
+    for name in ("workloads", "variants", "repeat_seconds", "methods", "task_counts"):
         if getattr(args, name) is not None:
             parser.error(f"--{name.replace('_', '-')} does not apply with --devices (the scaling study times whole epochs of fit)")
     if args.device == "cpu" and args.devices > scaling.MAX_CPU_DEVICES:
@@ -104,6 +131,45 @@ def _check_scaling_args(args: argparse.Namespace, parser: argparse.ArgumentParse
     batch = scaling.SCALING.batch_size
     if args.rows_per_task is not None and args.rows_per_task < batch:
         parser.error(f"argument --rows-per-task: must be >= {batch} with --devices (one global batch per task), got {args.rows_per_task}")
+
+
+def _check_aggregator_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Workload names checked; --methods and --task-counts only with the aggregator study, which has no variants."""
+    try:
+        args.aggregators = workloads.wants_aggregators(args.workloads)
+        if args.aggregators:
+            args.methods = aggregator_cost.chosen_methods(args.methods, args.quick)
+    except ValueError as error:
+        parser.error(str(error))
+    if not args.aggregators:
+        for name in ("methods", "task_counts"):
+            if getattr(args, name) is not None:
+                parser.error(f"--{name.replace('_', '-')} applies only with --workloads {workloads.AGGREGATOR_SET}")
+        return
+    if args.variants is not None:
+        parser.error(f"--variants does not apply with --workloads {workloads.AGGREGATOR_SET} (it times fit with each "
+                     "method: choose them with --methods)")
+    batch = aggregator_cost.workload(2).batch_size
+    if args.rows_per_task is not None and args.rows_per_task < batch:
+        parser.error(f"argument --rows-per-task: must be >= {batch} with --workloads {workloads.AGGREGATOR_SET} "
+                     f"(one batch per task), got {args.rows_per_task}")
+
+
+def _cost_settings(args: argparse.Namespace, on_gpu: bool) -> aggregator_cost.CostSettings:
+    defaults = QUICK if args.quick else {**FULL, "rows_per_task": GPU_ROWS_PER_TASK} if on_gpu else FULL
+    counts = aggregator_cost.QUICK_TASK_COUNTS if args.quick else aggregator_cost.TASK_COUNTS
+    return aggregator_cost.CostSettings(
+        task_counts=args.task_counts or counts,
+        methods=args.methods,
+        repeats=args.repeats,
+        repeat_seconds=args.repeat_seconds or defaults["repeat_seconds"],
+        rows_per_task=args.rows_per_task or defaults["rows_per_task"],
+        fixed_rows=args.rows_per_task is not None,
+        seed=args.seed,
+        precision=args.precision,
+        torch_threads=args.torch_threads or (None if on_gpu else 1),  # see aggregator_cost.CostSettings
+        timeout_s=args.worker_timeout or scaling.TIMEOUT_S,
+    )
 
 
 def _scaling_settings(args: argparse.Namespace) -> scaling.ScalingSettings:
@@ -134,13 +200,17 @@ def _settings(args: argparse.Namespace, on_gpu: bool):
 
 def _write(results: dict, out: Path) -> Path | None:
     """results.json, report.md and the plot; returns the plot's path (None when none was drawn)."""
-    from benchmarks import plots, report
+    from benchmarks import aggregator_report, plots, report
 
-    scaled = results["study"] == "scaling"
-    plot, results["plots_note"] = (plots.samples_vs_devices if scaled else plots.samples_vs_batch)(results, out)
+    draw, write = {
+        "variants": (plots.samples_vs_batch, report.markdown),
+        "scaling": (plots.samples_vs_devices, report.scaling_markdown),
+        "aggregators": (plots.ratio_vs_tasks, aggregator_report.markdown),
+    }[results["study"]]
+    plot, results["plots_note"] = draw(results, out)
     results["plots"] = [] if plot is None else [plot.name]
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "report.md").write_text((report.scaling_markdown if scaled else report.markdown)(results))
+    (out / "report.md").write_text(write(results))
     return plot
 
 
@@ -196,14 +266,42 @@ def run_scaling(args: argparse.Namespace, argv: list[str] | None, device) -> int
     return 1 if any(r["error"] is not None for r in records) else 0
 
 
-def _print_summary(results: dict, out: Path, plot: Path | None) -> None:
+def _print_summary(results: dict, table: str, out: Path, plot: Path | None) -> None:
+    """The table, one verdict line per target, and what was written."""
     from benchmarks import report
 
-    print(report.text_table(results["results"]))
+    print(table)
     print()
     for target in results["targets"]:
         print(f"{report.verdict(target):>24}  {target['name']}")
-    print(f"\n{results['mode']} run: {results['duration_s']:.0f} s; wrote {out}/results.json, report.md{_drawn(results, plot)}")
+    study = "" if results["study"] == "variants" else f"{results['study']} "
+    print(f"\n{study}{results['mode']} run: {results['duration_s']:.0f} s; wrote {out}/results.json, report.md{_drawn(results, plot)}")
+
+
+def run_aggregators(args: argparse.Namespace, argv: list[str] | None, device) -> int:
+    """--workloads aggregators: every method's fit step against the summed one; 1 when a measurement failed."""
+    from benchmarks import aggregator_report, aggregator_runs, environment
+    from benchmarks.progress import Progress
+
+    settings = _cost_settings(args, device.is_gpu)
+    if settings.torch_threads:  # as the workers: results.json's environment then says what they ran
+        environment.set_torch_threads(settings.torch_threads)
+    load_start = os.getloadavg()[0]
+    total = len(settings.task_counts) * len(aggregator_cost.FITS) * len(settings.methods)
+    progress = Progress(total, enabled=not args.no_progress)
+    try:
+        records = aggregator_runs.run_study(args.device, settings, progress)
+    finally:
+        progress.close()
+    results = _header(args, argv, workloads.AGGREGATOR_SET, device, load_start, settings)
+    results.update(
+        workloads=[aggregator_cost.workload(t).describe() for t in settings.task_counts],
+        methods=[aggregator_cost.method_settings(m) for m in settings.methods],
+        results=records,
+        targets=aggregator_cost.targets(records, args.device, settings.methods),
+    )
+    _print_summary(results, aggregator_report.text_table(results), args.out, _write(results, args.out))
+    return 1 if any(r["error"] is not None for r in records) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.devices is not None:
         return run_scaling(args, argv, device)
-    from benchmarks import analysis, environment, variants, workloads
+    if args.aggregators:
+        return run_aggregators(args, argv, device)
+    from benchmarks import analysis, environment, report, variants
     from benchmarks.harness import run_plan
     from benchmarks.progress import Progress
 
@@ -246,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         targets=analysis.targets(records, args.device),
         breakdown=analysis.breakdown(records),
     )
-    _print_summary(results, args.out, _write(results, args.out))
+    _print_summary(results, report.text_table(records), args.out, _write(results, args.out))
     return 0
 
 

@@ -21,7 +21,6 @@ importing it is cheap: run.py needs its constants to check its arguments.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -38,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.progress import Progress
+from benchmarks.worker_process import answer_of, one_line
 from benchmarks.workloads import DataPool, Workload
 
 if TYPE_CHECKING:
@@ -184,16 +184,10 @@ def run_group(commands: list[list[str]], envs: list[dict], timeout_s: float, gra
 def result_of(stdout: str) -> dict | None:
     """The worker's JSON line (the last one that parses), or None."""
     for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                found = json.loads(line)
-                if isinstance(found, dict) and found.get(RESULT_KEY):
-                    return found
+        found = answer_of(line, RESULT_KEY)
+        if found is not None:
+            return found
     return None
-
-
-MAX_ERROR_CHARS = 400
 
 
 def _own_error(outcome: Outcome) -> str:
@@ -204,8 +198,7 @@ def _own_error(outcome: Outcome) -> str:
         line = result["error"]
     else:
         line = lines[-1] if lines else f"exited with status {outcome.returncode} and printed nothing"
-    line = " ".join(line.split())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
+    return one_line(line)
 
 
 def group_error(outcomes: list[Outcome], timeout_s: float) -> str | None:

@@ -54,6 +54,11 @@ def _status_mib(key: str) -> float | None:
     return None
 
 
+def resident_mib() -> float | None:
+    """The process's resident memory now (VmRSS), None without /proc."""
+    return _status_mib("VmRSS")
+
+
 def reset_peak_rss() -> bool:
     """Reset the resident-memory high-water mark (Linux >= 4.0); False where that is impossible."""
     try:

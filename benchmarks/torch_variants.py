@@ -38,15 +38,19 @@ def seed_recipe(ctx: Context) -> MakeRunner:
     return make
 
 
-def fit(ctx: Context) -> MakeRunner:
-    """torch_ref.fit for one epoch of ``steps`` steps: batches cut from CSR inside the timed loop."""
+def fit(ctx: Context, aggregator: str | None = None) -> MakeRunner:
+    """torch_ref.fit for one epoch of ``steps`` steps: batches cut from CSR inside the timed loop.
+
+    ``aggregator``: a name of mtl_core.aggregation.AGGREGATORS (the aggregator study), None for the summed step.
+    """
     model = new_model(ctx)
 
     def make(steps: int):
         data = ctx.first_rows(steps)
 
         def run():
-            _, history = torch_ref.fit(model, data, epochs=1, batch_size=ctx.workload.batch_size, lr=LEARNING_RATE, seed=ctx.seed)
+            _, history = torch_ref.fit(model, data, epochs=1, batch_size=ctx.workload.batch_size, lr=LEARNING_RATE, seed=ctx.seed,
+                                       aggregator=aggregator)
             ctx.device.torch_sync()
             check_steps("torch_ref.fit", history["steps"][0], steps)
 

@@ -67,14 +67,34 @@ SWEEPS = (
 )
 QUICK_SWEEPS = ("batch256",)  # --quick: the headline plus one more batch size, so the plot has a line
 WORKLOADS = {w.name: w for w in (HEADLINE,) + SWEEPS}
+# A workload set measured as a study of its own (a process per measurement, its own report), and only
+# when asked for: the cost of the gradient-conflict methods, benchmarks/aggregator_cost.py.
+AGGREGATOR_SET = "aggregators"
+
+
+def _check_known(names: list[str]) -> None:
+    unknown = [n for n in names if n not in WORKLOADS and n != AGGREGATOR_SET]
+    if unknown:
+        raise ValueError(f"unknown workloads {unknown}; choose from {[*WORKLOADS, AGGREGATOR_SET]}")
+
+
+def wants_aggregators(names: list[str] | None) -> bool:
+    """Whether ``names`` asks for the aggregator study; ValueError for unknown names, or for the study
+    mixed with other workloads (it writes a report of its own)."""
+    if not names:
+        return False
+    _check_known(names)
+    others = [n for n in names if n != AGGREGATOR_SET]
+    if AGGREGATOR_SET in names and others:
+        raise ValueError(f"{AGGREGATOR_SET!r} is a study of its own (a process per measurement, its own report): "
+                         f"run --workloads {AGGREGATOR_SET} alone, not with {others}")
+    return AGGREGATOR_SET in names
 
 
 def plan(quick: bool, names: list[str] | None = None) -> list[Workload]:
     """The workloads of a run, headline first; ``names`` picks some (checked)."""
     if names:
-        unknown = [n for n in names if n not in WORKLOADS]
-        if unknown:
-            raise ValueError(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")
+        _check_known(names)
         return [WORKLOADS[n] for n in WORKLOADS if n in names]
     if quick:
         return [HEADLINE] + [WORKLOADS[n] for n in QUICK_SWEEPS]

@@ -1,7 +1,9 @@
 """The benchmark harness runs end to end: ``benchmarks/run.py --quick`` writes well-formed outputs,
 and ``--device gpu`` without a GPU refuses in one line with exit status 2. ``--devices 2`` measures
 both fits on one and two devices (forced host devices, gloo processes), and a worker that fails or
-hangs ends its measurement with one line instead of hanging the run.
+hangs ends its measurement with one line instead of hanging the run. ``--workloads aggregators``
+times every method's fit against the summed step of the same backend and T, one worker process per
+measurement, and refuses bad names in one line.
 
 No timing is asserted: the figures depend on the machine; their shape and sanity do not.
 """
@@ -431,3 +433,16 @@ def test_a_worker_that_dies_hangs_or_answers_an_error_fails_in_one_line():
             hangs.ask(None, 2)
         assert hangs.process.poll() is not None  # killed, not left behind
     assert time.monotonic() - start_s < 30
+
+
+def test_memory_that_rises_at_every_repeat_is_reported_and_flat_memory_is_not():
+    cost = load_benchmarks("aggregator_cost")
+
+    def record(resident):
+        return {"memory": {"rss_after_repeats_mib": resident}}
+
+    assert cost.growth_per_repeat(record([300, 365, 430, 495, 560])) == pytest.approx(65.0)
+    assert cost.growth_per_repeat(record([273, 273, 304, 304, 320])) is None  # steps of the allocator, not a steady rise
+    assert cost.growth_per_repeat(record([300, 302, 304, 306, 308])) is None  # under GROWTH_MIB a repeat
+    assert cost.growth_per_repeat(record([300, 400])) is None  # one rise says nothing
+    assert cost.growth_per_repeat({"error": "RuntimeError: boom"}) is None
