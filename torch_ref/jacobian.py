@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
+from mtl_core.sparse import row_kernel as host_row_kernel
 from torch_ref.aggregate import gramian_weights
 from torch_ref.array_ops import TORCH_OPS
 from torch_ref.inputs import SparseRows, concat_rows, num_rows
@@ -76,10 +79,22 @@ def _dense(x, num_features: int, dtype) -> torch.Tensor:
     return _csr(x, num_features, dtype).to_dense() if isinstance(x, SparseRows) else x.to(dtype)
 
 
+def _host_rows(x, num_features: int):
+    """CPU rows as scipy CSR (SparseRows, no copy) or numpy (dense), for mtl_core.sparse.row_kernel."""
+    if not isinstance(x, SparseRows):
+        return x.detach().numpy()
+    starts = np.append(x.offsets.numpy(), x.indices.numel())
+    return sp.csr_matrix((x.values.numpy(), x.indices.numpy(), starts), shape=(x.num_rows, num_features))
+
+
 def row_kernel(inputs: list, num_features: int, dtype) -> torch.Tensor:
-    """K = X Xᵀ (N, N) of the present tasks' rows stacked: a sparse product (cuSPARSE/MKL) when every
-    batch is sparse rows, a dense one otherwise."""
+    """K = X Xᵀ (N, N) of the present tasks' rows stacked, for dense and sparse rows alike: scipy's
+    sparse product on the CPU (torch's CPU sparse-sparse product keeps ~1 MiB per call), cuSPARSE's
+    on a GPU (a dense product when some batch is dense)."""
     stacked = concat_rows(inputs)
+    first = inputs[0].values if isinstance(inputs[0], SparseRows) else inputs[0]
+    if first.device.type == "cpu":
+        return torch.from_numpy(host_row_kernel([_host_rows(x, num_features) for x in inputs], np.float64)).to(dtype)
     if isinstance(stacked, SparseRows):
         rows = _csr(stacked, num_features, dtype)
         return (rows @ rows.t()).to_dense()
