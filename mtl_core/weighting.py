@@ -43,6 +43,13 @@ from mtl_core.tasks import TaskSpec
 WEIGHTINGS = ("sum", "mean", "fixed", "uncertainty", "dwa", "famo", "rlw")
 
 
+def pick(values, index: Sequence[int]):
+    """values[index] (a per-task array at the present tasks' positions); values itself when every
+    task is present in order, the common case, which spares torch an indexing op per step."""
+    index = list(index)
+    return values if index == list(range(len(values))) else values[np.asarray(index)]
+
+
 def _positive(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not value > 0:
         raise ValueError(f"{what} must be a number > 0, got {value!r}")
@@ -92,7 +99,7 @@ class Weighting:
     def objectives(self, ops: ArrayOps, losses, index: Sequence[int], task_weights, state: Mapping, log_var):
         """f (n,) for the losses (n,) of the tasks at model positions ``index`` in this step."""
         del ops, state, log_var
-        return task_weights[np.asarray(index)] * losses
+        return pick(task_weights, index) * losses
 
     def update_state(self, ops: ArrayOps, state: Mapping, index: Sequence[int], before, after) -> dict:
         """The state after a step whose present tasks had losses ``before`` and ``after`` the update."""
@@ -178,7 +185,7 @@ class Uncertainty(Weighting):
     learnable: ClassVar[bool] = True
 
     def objectives(self, ops, losses, index, task_weights, state, log_var):
-        s = log_var[np.asarray(index)]
+        s = pick(log_var, index)
         return ops.xp.exp(-s) * losses + s
 
     def effective(self, task_weights, log_variances=None, state=None):
@@ -237,17 +244,16 @@ class FAMO(Weighting):
 
     def objectives(self, ops, losses, index, task_weights, state, log_var):
         shifted = losses + self.eps
-        z = _softmax(ops, state["logits"][np.asarray(index)])
+        z = _softmax(ops, pick(state["logits"], index))
         scale = ops.stop_gradient(z / ops.xp.sum(z / shifted, axis=0))
         return scale * ops.xp.log(shifted)
 
     def update_state(self, ops, state, index, before, after):
         logits = state["logits"]
-        index = np.asarray(index)
-        z = _softmax(ops, logits[index])
+        z = _softmax(ops, pick(logits, index))
         delta = ops.xp.log(before + self.eps) - ops.xp.log(after + self.eps)
-        step = z * (delta - ops.xp.sum(z * delta, axis=0)) + self.decay * logits[index]  # softmax's Jacobian is symmetric
-        present = ops.eye(len(self.task_names), logits)[index]  # (n, T): scatter without in-place writes
+        step = z * (delta - ops.xp.sum(z * delta, axis=0)) + self.decay * pick(logits, index)  # softmax's Jacobian is symmetric
+        present = pick(ops.eye(len(self.task_names), logits), index)  # (n, T): scatter without in-place writes
         return {"logits": logits - self.lr * (step @ present)}
 
     def effective(self, task_weights, log_variances=None, state=None):
@@ -274,7 +280,7 @@ class RLW(Weighting):
         return np.random.default_rng([self.seed, *key]).standard_normal(len(self.task_names))
 
     def objectives(self, ops, losses, index, task_weights, state, log_var):
-        return _softmax(ops, task_weights[np.asarray(index)]) * losses
+        return _softmax(ops, pick(task_weights, index)) * losses
 
     def effective(self, task_weights, log_variances=None, state=None):
         p = np.asarray(task_weights, dtype=np.float64)

@@ -127,7 +127,7 @@ class TrainStep:
 
     def global_losses(self, losses: torch.Tensor) -> torch.Tensor:
         """The losses of the whole batch: each rank's scaled share, averaged over the ranks."""
-        return self.global_sum(losses) / self.world_size
+        return losses if self.world_size == 1 else self.global_sum(losses) / self.world_size
 
     def run(self, prepared: list[TaskBatch], task_weights: torch.Tensor | None = None, record_norms: bool = False, order=None):
         """The step proper: (losses {name: tensor}, total, layer gradient norms or None, solver residual or None).
@@ -136,15 +136,19 @@ class TrainStep:
         """
         self.optimizer.zero_grad(set_to_none=True)
         residual = None
+        total = None
         if self.aggregator is None:
             losses = self._losses(prepared, self._forward_tasks(prepared))
-            self._objectives(losses, prepared, task_weights, self._log_variances_in_graph()).sum().backward()
+            objectives = self._objectives(losses, prepared, task_weights, self._log_variances_in_graph())
+            objectives.sum().backward()
             reported = self.global_losses(losses.detach())
+            total = objectives.detach().sum() if self.world_size == 1 else None
         else:
             weights = self.default_task_weights if task_weights is None else task_weights
             reported, residual = aggregated_backward(self, prepared, weights, order)
-        log_var = None if self.log_variances is None else self.log_variances.detach()
-        total = self._objectives(reported, prepared, task_weights, log_var).sum()  # before the step moves log_var
+        if total is None:  # the objectives at the global losses, before the step moves the log-variances
+            log_var = None if self.log_variances is None else self.log_variances.detach()
+            total = self._objectives(reported, prepared, task_weights, log_var).sum()
         norms = None
         if record_norms:
             layers = list(self.model.trunk) + [self.model.heads[b.index] for b in prepared]
