@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test clean
+.PHONY: run test gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests parity_tests
+
+# On a machine whose python already has the packages (e.g. a GPU machine with nothing to fetch): no
+# .venv, the repository on PYTHONPATH. The quick GPU benchmark, the parity suite on the GPU, and both
+# backends training the embedded experiment on the GPU (--device gpu fails when there is none).
+gpu-check:
+	PYTHONPATH=. $(PYTHON) benchmarks/run.py --device gpu --quick --out benchmark-results/gpu-quick
+	PYTHONPATH=. $(PYTHON) -m pytest -q parity_tests
+	PYTHONPATH=. $(PYTHON) -m mtl_cli experiment --device gpu --backend both --epochs 2 --out mtl-runs/gpu-check --overwrite
 
 clean:
 	rm -rf $(VENV) benchmark-results mtl-runs .pytest_cache .hypothesis

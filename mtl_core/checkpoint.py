@@ -6,11 +6,13 @@ Tensors, all under canonical names (mtl_core.layout), kernels (in, out):
   "adam.step.{name}"          how many updates that parameter has had (int64 scalar)
   "weighting.state.{key}"     the loss weighting's own state between steps (e.g. FAMO's logits)
 Metadata (strings): the format, the architecture (tasks, hidden_dims, activation, input_dim), the
-weighting (its ``config()``), Adam's hyper-parameters, "sha256" (JSON {tensor: hex digest of its
-dtype, shape and bytes}, verified on every read, so damaged bytes are named rather than loaded),
-and optional "vocabulary" and "label_names" (JSON) from the CLI. Non-finite tensors are refused
-on writing and reading. Files are written to a temporary name and renamed (mtl_core.files), so a
-crash never leaves half a file in place.
+weighting (its ``config()``), Adam's hyper-parameters and "optimizer" ("adam", or "lazy_adam", whose
+first-layer kernel updates only the rows a step touches: mtl_core.lazy_adam; same state layout),
+"sha256" (JSON {tensor: hex digest of its dtype, shape and bytes}, verified on every read, so
+damaged bytes are named rather than loaded), and, from the CLI, "label_names" and how texts became
+columns: a "vocabulary" or "hash_features" (JSON). Non-finite tensors are refused on writing and
+reading. Files are written to a temporary name and renamed (mtl_core.files), so a crash never
+leaves half a file in place.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ FORMATS_WITHOUT_DIGESTS = ("mtl-twins-checkpoint/1",)  # read as before: no dige
 LOG_VARIANCE = "weighting.log_var"
 WEIGHTING_STATE = "weighting.state."
 MOMENTS = ("exp_avg", "exp_avg_sq")
+OPTIMIZERS = ("adam", "lazy_adam")  # what the Adam state belongs to; the name of mtl_core.lazy_adam.LAZY_ADAM
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class AdamState:
     exp_avg: dict[str, np.ndarray]
     exp_avg_sq: dict[str, np.ndarray]
     step: dict[str, int]
+    optimizer: str = "adam"  # one of OPTIMIZERS: the optimiser a resumed run must rebuild
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Checkpoint:
     vocabulary: tuple[str, ...] | None = None
     label_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     weighting_state: dict[str, np.ndarray] = field(default_factory=dict)  # the weighting's init_state() keys
+    hash_features: int | None = None  # words hashed into this many columns (mtl_core.data.text), instead of a vocabulary
 
 
 def _trained_names(arch: Architecture, weighting: Weighting) -> list[str]:
@@ -96,8 +101,11 @@ def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     }
     if checkpoint.adam is not None:
         metadata["adam"] = json.dumps(vars(checkpoint.adam.hyper))
+        metadata["optimizer"] = checkpoint.adam.optimizer
     if checkpoint.vocabulary is not None:
         metadata["vocabulary"] = json.dumps(list(checkpoint.vocabulary))
+    if checkpoint.hash_features is not None:
+        metadata["hash_features"] = json.dumps(int(checkpoint.hash_features))
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     _check_finite(tensors, Path(path))
     metadata["sha256"] = json.dumps({name: digest(value) for name, value in tensors.items()})
@@ -172,6 +180,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     adam = None
     if "adam" in metadata:
         hyper = AdamHyper(**_metadata_json(metadata, "adam", path))
+        optimizer = metadata.get("optimizer", "adam")  # files before lazy Adam hold Adam's state
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"{path}: unknown optimizer {optimizer!r} in the checkpoint, expected one of {OPTIMIZERS}")
         missing = [f"adam.{kind}.{n}" for n in names for kind in MOMENTS + ("step",) if f"adam.{kind}.{n}" not in tensors]
         if missing:
             raise ValueError(f"{path}: the optimizer state lacks {missing[:3]}{'...' if len(missing) > 3 else ''}")
@@ -181,6 +192,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             hyper,
             *({n: tensors[f"adam.{kind}.{n}"] for n in names} for kind in MOMENTS),
             {n: int(tensors[f"adam.step.{n}"][0]) for n in names},
+            optimizer,
         )
         for n in names:
             shape = params[n].shape if n in params else (len(tasks),)
@@ -189,7 +201,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     vocabulary = _metadata_json(metadata, "vocabulary", path, default=[]) or None
     label_names = {k: tuple(v) for k, v in _metadata_json(metadata, "label_names", path, default={}).items()}
     state = _weighting_state(tensors, weighting, path)
-    return Checkpoint(arch, params, weighting, log_variances, adam, None if vocabulary is None else tuple(vocabulary), label_names, state)
+    hash_features = _metadata_json(metadata, "hash_features", path) if "hash_features" in metadata else None
+    if hash_features is not None and (isinstance(hash_features, bool) or hash_features != arch.input_dim):
+        raise ValueError(f"{path}: hash_features {hash_features!r} is not the network's input_dim {arch.input_dim}")
+    vocabulary = None if vocabulary is None else tuple(vocabulary)
+    return Checkpoint(arch, params, weighting, log_variances, adam, vocabulary, label_names, state, hash_features)
 
 
 def _weighting_state(tensors: dict, weighting: Weighting, path: Path) -> dict[str, np.ndarray]:

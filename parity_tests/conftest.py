@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from hypothesis import settings
 
+from parity_tests import numerics, report
 from parity_tests import profiles  # noqa: F401 - registers the ci and thorough profiles
-from parity_tests import report
 from parity_tests.compare import DETECTIONS, RECORDS
 
 
 def pytest_configure(config):
     if not config.getoption("hypothesis_profile", default=None):
         settings.load_profile("ci")
+    numerics.pin()
 
 
 def pytest_sessionfinish(session):

@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 
 from cli_support import review, mtl, task_args, write_table
+from parity_tests import numerics
 from mtl_core import TaskSpec
 from mtl_core.data import synthetic_reviews
 
@@ -23,6 +24,10 @@ INPUT_DIM = 120
 HIDDEN = (16,)
 BATCH_ROWS = 6
 FRAMEWORKS = ("torch", "jax", "flax", "optax")
+
+
+def pytest_configure(config):
+    numerics.pin()  # full float32 matmuls and deterministic sums on a GPU too (parity_tests/numerics.py)
 
 
 def _random_labels(spec: TaskSpec, n: int, rng: np.random.Generator) -> np.ndarray:

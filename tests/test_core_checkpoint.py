@@ -83,6 +83,21 @@ def test_a_checkpoint_round_trips_every_field(tmp_path, weighting):
         assert all(np.array_equal(saved_moments[k], loaded_moments[k]) for k in saved_moments)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_the_optimizer_and_the_hashing_round_trip(tmp_path, optimizer):
+    original = make_checkpoint()
+    original.adam.optimizer, original.vocabulary, original.hash_features = optimizer, None, ARCH.input_dim
+    write_checkpoint(tmp_path / "c.safetensors", original)
+    loaded = read_checkpoint(tmp_path / "c.safetensors")
+    assert (loaded.adam.optimizer, loaded.vocabulary, loaded.hash_features) == (optimizer, None, ARCH.input_dim)
+
+
+def test_a_checkpoint_before_lazy_adam_holds_adam_and_a_vocabulary(saved):
+    rewrite(saved, edit_metadata=lambda m: m.pop("optimizer"))
+    loaded = read_checkpoint(saved)
+    assert loaded.adam.optimizer == "adam" and loaded.hash_features is None and loaded.vocabulary == ("bad", "film", "good")
+
+
 def test_a_checkpoint_without_optimizer_state_reads_back_without_one(tmp_path):
     write_checkpoint(tmp_path / "c.safetensors", make_checkpoint(with_adam=False))
     assert read_checkpoint(tmp_path / "c.safetensors").adam is None
@@ -141,6 +156,8 @@ def test_read_rejects_a_foreign_safetensors_file(tmp_path):
         (None, lambda m: m.pop("hidden_dims"), r"checkpoint metadata lacks 'hidden_dims'"),
         (None, lambda m: m.update({"activation": "softmax"}), r"does not describe a network .*got 'softmax'"),
         (None, lambda m: m.update({"weighting": '{"name": "uncertainty", "fixed": null, "temperature": 2.0}'}), r"needs 'weighting\.log_var' of shape \(2,\)"),
+        (None, lambda m: m.update({"optimizer": "sgd"}), r"unknown optimizer 'sgd' in the checkpoint, expected one of \('adam', 'lazy_adam'\)"),
+        (None, lambda m: m.update({"hash_features": "12"}), r"hash_features 12 is not the network's input_dim 10"),
     ],
 )
 def test_read_rejects_corrupted_contents_naming_what_is_wrong(saved, edit_tensors, edit_metadata, pattern):

@@ -123,6 +123,35 @@ def test_vectorize_texts_counts_words_of_a_fixed_vocabulary():
     np.testing.assert_array_equal(X.toarray(), [[0, 1, 2], [1, 0, 0]])
 
 
+def test_hashing_counts_words_like_the_vocabulary_in_n_columns():
+    texts = ["good good film", "bad unknown"]
+    hashed = vectorize_texts(texts, hash_features=2**18)
+    counted = vectorize_texts(texts, ("bad", "film", "good", "unknown"))
+    assert hashed.shape == (2, 2**18) and hashed.dtype == np.float32
+    # the same tokens and counts, each word in a column of its own (no collision among four words here)
+    assert sorted(hashed.data.tolist()) == sorted(counted.data.tolist()) and hashed.nnz == counted.nnz
+
+
+def test_hashed_tasks_have_no_vocabulary_and_n_columns(tmp_path):
+    loaded = load_one(tmp_path, ["0", "1"] * 10, test_fraction=0.5, hash_features=64)
+    assert loaded.vocabulary is None and loaded.hash_features == 64
+    assert loaded.train["t"].input_dim == loaded.test["t"].input_dim == 64
+    assert loaded.words_found == 12  # the 10 training rows' rowwordN, lab0, lab1: counted, though not kept
+    np.testing.assert_array_equal(loaded.train["t"].X.sum(axis=1), 2)  # two words per row, whatever their columns
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "64"])
+def test_hash_features_must_be_a_positive_int(tmp_path, value):
+    with pytest.raises(ValueError, match=rf"hash_features must be an int >= 1 \(the number of hashed columns\), got {value!r}"):
+        load_one(tmp_path, ["0", "1"], test_fraction=0.0, hash_features=value)
+
+
+@pytest.mark.parametrize("vocabulary, hashed", [(None, None), (("a",), 8)])
+def test_vectorize_texts_needs_exactly_one_way_to_columns(vocabulary, hashed):
+    with pytest.raises(TypeError, match=r"needs a vocabulary or hash_features \(exactly one\)"):
+        vectorize_texts(["a"], vocabulary, hash_features=hashed)
+
+
 def test_read_columns_reads_named_columns_and_skips_blank_lines(tmp_path):
     path = tmp_path / "t.tsv"
     path.write_text("a\tb\tc\n1\t2\t3\n\n4\t5\t6\n", encoding="utf-8")

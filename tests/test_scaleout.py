@@ -30,9 +30,10 @@ TOL = tolerance("fit", "float64")
 
 
 def _environment() -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env.pop("JAX_PLATFORMS", None)
-    return env
+    # Four forced host devices are CPU devices: on a machine with one GPU, jax must use the CPU platform
+    # for the 4-device mesh to exist (and gloo runs torch's ranks on the CPU either way).
+    return dict(os.environ, PYTHONPATH=str(ROOT), XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+                CUDA_VISIBLE_DEVICES="")
 
 
 def _free_port() -> int:

@@ -1,7 +1,8 @@
 """Reading tasks from CSV/TSV text files into one shared bag-of-words space.
 
 The trunk has one input space, so all tasks share one scikit-learn vocabulary, fitted on the
-training texts only (the held-out split never leaks into it).
+training texts only (the held-out split never leaks into it), or one hashing of words into N
+columns (``hash_features``): no vocabulary to fit or store, any N, unseen words still count.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
 
 from mtl_core.data.task_data import TaskData
 from mtl_core.tasks import KINDS, TaskSpec
@@ -44,27 +45,44 @@ class TextTaskSource:
 
 @dataclass(frozen=True)
 class TextTasks:
-    """Train and test TaskData per task, the shared vocabulary and each task's label names."""
+    """Train and test TaskData per task, the shared vocabulary (None when hashed) and each task's label names."""
 
     train: dict[str, TaskData]
     test: dict[str, TaskData]
-    vocabulary: tuple[str, ...]
+    vocabulary: tuple[str, ...] | None
     label_names: dict[str, tuple[str, ...]]
     words_found: int = 0  # distinct words in the training texts; more than len(vocabulary) when capped
+    hash_features: int | None = None  # the number of hashed columns, when words are hashed
 
     @property
     def tasks(self) -> tuple[TaskSpec, ...]:
         return tuple(d.spec for d in self.train.values())
 
 
-def make_vectorizer(vocabulary: Sequence[str] | None = None, max_features: int | None = None) -> CountVectorizer:
-    """The one tokenisation used to fit a vocabulary and to apply it later."""
+def make_vectorizer(vocabulary: Sequence[str] | None = None, max_features: int | None = None, hash_features: int | None = None):
+    """The one tokenisation used to fit a vocabulary and to apply it later, or to hash words.
+
+    Hashing counts words into ``hash_features`` columns (scikit-learn's HashingVectorizer, same tokens
+    as the vocabulary's, no sign flipping and no normalisation: the counts a vocabulary gives,
+    colliding words added up).
+    """
+    if hash_features is not None:
+        return HashingVectorizer(n_features=check_hash_features(hash_features), alternate_sign=False, norm=None)
     return CountVectorizer(vocabulary=None if vocabulary is None else list(vocabulary), max_features=max_features)
 
 
-def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str]) -> sp.csr_matrix:
-    """Bag-of-words counts (n, len(vocabulary)) of ``texts`` in a fitted vocabulary."""
-    return sp.csr_matrix(make_vectorizer(vocabulary).transform(list(texts)), dtype=np.float32)
+def check_hash_features(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"hash_features must be an int >= 1 (the number of hashed columns), got {value!r}")
+    return int(value)
+
+
+def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str] | None = None, *, hash_features: int | None = None) -> sp.csr_matrix:
+    """Bag-of-words counts of ``texts``: (n, len(vocabulary)) in a fitted vocabulary, or (n, hash_features) hashed."""
+    if (vocabulary is None) == (hash_features is None):
+        raise TypeError("vectorize_texts needs a vocabulary or hash_features (exactly one)")
+    vectorizer = make_vectorizer(vocabulary, hash_features=hash_features)
+    return sp.csr_matrix(vectorizer.transform(list(texts)), dtype=np.float32)
 
 
 def _delimiter(path: Path, lines: list[str]) -> tuple[str, list[str]]:
@@ -186,11 +204,14 @@ def load_text_tasks(
     test_fraction: float = 0.2,
     seed: int = 0,
     max_features: int | None = 20_000,
+    hash_features: int | None = None,
 ) -> TextTasks:
     """Read each source, split it (seeded) into train and test, and vectorise all tasks alike.
 
     The vocabulary keeps the ``max_features`` most frequent training words (None: all of them);
-    ``words_found`` says how many there were, so a caller can report what the cap left out.
+    ``words_found`` says how many there were, so a caller can report what the cap left out. With
+    ``hash_features`` words are hashed into that many columns instead (no vocabulary; ``max_features``
+    is not used).
     """
     sources = list(sources)
     if not sources or not all(isinstance(s, TextTaskSource) for s in sources):
@@ -200,6 +221,8 @@ def load_text_tasks(
         raise ValueError(f"task names must be distinct, got {names}")
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction}")
+    if hash_features is not None:
+        hash_features = check_hash_features(hash_features)
     rng = np.random.default_rng(seed)
     parts = {}
     for source in sources:
@@ -216,13 +239,15 @@ def load_text_tasks(
         found = len(make_vectorizer().fit(training_texts).vocabulary_)
     except ValueError as error:
         raise ValueError(f"no words to learn from in the training texts of {names}: {error}") from None
-    capped = max_features is not None and found > max_features
-    vectorizer = make_vectorizer(max_features=max_features).fit(training_texts) if capped else make_vectorizer().fit(training_texts)
-    vocabulary = tuple(vectorizer.get_feature_names_out())
+    vocabulary = None
+    if hash_features is None:
+        capped = max_features is not None and found > max_features
+        vectorizer = make_vectorizer(max_features=max_features).fit(training_texts) if capped else make_vectorizer().fit(training_texts)
+        vocabulary = tuple(vectorizer.get_feature_names_out())
     train, test = {}, {}
     for name, (spec, texts, y, train_rows, test_rows, _) in parts.items():
-        X = vectorize_texts(texts, vocabulary)
+        X = vectorize_texts(texts, vocabulary, hash_features=hash_features)
         train[name] = TaskData(X[train_rows], y[train_rows], spec)
         if len(test_rows):
             test[name] = TaskData(X[test_rows], y[test_rows], spec)
-    return TextTasks(train, test, vocabulary, {n: parts[n][5] for n in names}, found)
+    return TextTasks(train, test, vocabulary, {n: parts[n][5] for n in names}, found, hash_features)
