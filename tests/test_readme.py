@@ -32,12 +32,15 @@ def test_readme_python_examples_print_what_the_readme_shows():
     blocks = examples()
     assert len(blocks) >= 4 and sum(shown is not None for _, shown in blocks) >= 4
     namespace: dict = {}
+    first_history = None  # the six-epoch torch fit; later examples train shorter and rebind the name
     for number, (code, shown) in enumerate(blocks):
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             exec(compile(code, f"{README}:python block {number}", "exec"), namespace)
         if shown is not None:
             assert printed.getvalue() == shown, f"python block {number} printed:\n{printed.getvalue()}"
+        first_history = first_history or namespace.get("history")
     assert set(namespace["losses"]) == {"movie", "total"}
-    assert min(namespace["history"]["f1"].values())[-1] > 0.6  # trained long enough to mean something
+    final_f1 = [scores[-1] for scores in first_history["f1"].values()]
+    assert min(final_f1) > 0.6  # trained long enough to mean something
 
