@@ -4,7 +4,8 @@
 
 Strong scaling: the global batch (``SCALING.batch_size`` rows per task) is the same at every device
 count, so d devices each get 1/d of it. Every (backend, d) runs in fresh processes of
-``benchmarks/scaling_worker.py``, which time ``fit`` as users call it, batching included:
+this module run as ``python -m benchmarks.scaling`` (the worker, at the end of the file), which time
+``fit`` as users call it, batching included:
 
 - jax: one process, ``jax_impl.fit(..., mesh=<"data" axis over d devices>)``; on a CPU the devices
   are forced host devices (XLA_FLAGS, which XLA reads only at start-up: hence the process), on a
@@ -14,13 +15,16 @@ count, so d devices each get 1/d of it. Every (backend, d) runs in fresh process
 
 The parent writes the training data once; every process loads the same file and uses the same
 seed. A process group that fails or outlives its time limit is killed, and its error comes back
-as one line. Nothing here imports torch or jax (the parent only launches and collects), and
-importing it is cheap: run.py needs its constants to check its arguments.
+as one line. Importing this module imports neither torch nor jax (the parent only launches and
+collects; the worker imports its backend when it runs), and is cheap: run.py needs its constants
+to check its arguments.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import math
 import os
 import signal
@@ -29,22 +33,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.progress import Progress
-from benchmarks.worker_process import answer_of, one_line
-from benchmarks.workloads import DataPool, Workload
+from benchmarks import analysis
+from benchmarks.environment import DEVICES, PRECISIONS, Device, DeviceUnavailable, jax_devices, pin_platform, set_precision, torch_device
+from benchmarks.timing import Progress, describe_error, prepare, time_interleaved
+from benchmarks.worker_process import ROOT, answer_of, child_env, one_line
+from benchmarks.workloads import Context, DataPool, Workload
 
 if TYPE_CHECKING:
     from mtl_core.data import TaskData
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKER_MODULE = "benchmarks.scaling_worker"
+WORKER_MODULE = "benchmarks.scaling"
 # The blog's shape (vocabulary 20,000, hidden 200, two tasks) with a larger global batch, so that
 # there are rows to split: 64 per task and device at d = 4.
 SCALING = Workload("scaling", vocab_size=20_000, batch_size=256, num_tasks=2, sweeps=("devices",))
@@ -235,8 +242,7 @@ def forced_devices(xla_flags: str, count: int) -> str:
 
 
 def worker_env(backend: str, devices: int, rank: int, device: str, gpus: list[str] | None) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env = child_env()
     if device == "cpu" and backend == "jax":
         env["XLA_FLAGS"] = forced_devices(env.get("XLA_FLAGS", ""), devices)
     if device == "gpu":  # jax: the first d GPUs; torch: one GPU per process
@@ -270,8 +276,6 @@ def how(backend: str, devices: int, device: str) -> str:
 
 def _combine(record: dict, results: list[dict], settings: ScalingSettings) -> dict:
     """One record from its processes' results: a repeat lasts until its slowest process finished it."""
-    from benchmarks import analysis
-
     steps = {r["steps"] for r in results}
     if len(steps) != 1:
         raise RuntimeError(f"the processes ran different steps per repeat: {sorted(steps)}")
@@ -357,3 +361,121 @@ def run_study(device: str, settings: ScalingSettings, progress: Progress) -> lis
     records.sort(key=lambda r: (order.index(r["backend"]), r["devices"]))
     add_speedups(records)
     return records
+
+
+# --- the worker: one process of a measurement, one per torch rank ----------------------------------
+# python -m benchmarks.scaling jax   --devices D --device cpu|gpu --data TRAIN.npz --steps S --repeats R
+# python -m benchmarks.scaling torch --devices D --rank I --port P ... (D processes, I = 0..D-1)
+# Times ``fit`` over one epoch of S steps (warm-up and a probe first, then R repeats) with the
+# harness's timing code, and prints one JSON line: its timings, or its error. jax sees the devices
+# its environment gives it (XLA_FLAGS forced host devices, or CUDA_VISIBLE_DEVICES); a torch rank
+# joins a gloo (CPU) or nccl (GPU) group on 127.0.0.1:P when D > 1.
+
+
+def parse_worker_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n")[0])
+    parser.add_argument("backend", choices=["jax", "torch"])
+    parser.add_argument("--devices", type=int, required=True)
+    parser.add_argument("--rank", type=int, default=0)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--repeats", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=PRECISIONS, default="highest")
+    parser.add_argument("--torch-threads", type=int)
+    parser.add_argument("--timeout-s", type=float, default=300.0, help="torch.distributed's collective timeout")
+    parser.add_argument("--fault", choices=FAULTS, help="fail on purpose (tests): raise, or hang until killed")
+    return parser.parse_args(argv)
+
+
+def _maybe_fail(args: argparse.Namespace, last_rank: int) -> None:
+    if args.fault and args.rank == last_rank:
+        if args.fault == "hang":
+            time.sleep(10 * args.timeout_s)
+        who = f"torch process {args.rank} of {args.devices}" if args.backend == "torch" else f"the jax process ({args.devices} devices)"
+        raise RuntimeError(f"{who} failed on purpose (--fault {args.fault})")
+
+
+def _time(make_runner, args: argparse.Namespace, device: Device, barrier=None) -> dict:
+    """Warm-up, a probe and the timed repeats of one epoch of ``args.steps`` steps, with the
+    harness's timing code (the step count is fixed: every rank must run the same steps)."""
+    ctx = Context(SCALING, load_data(args.data), device, args.seed)
+    prep = prepare(make_runner(ctx), min_steps=args.steps, max_steps=args.steps, target_s=0.0, device=device)
+    if barrier is not None:  # all ranks start the timed repeats together
+        barrier()
+    time_interleaved([prep], args.repeats)
+    if prep.error is not None:
+        print(prep.traceback, file=sys.stderr)
+        raise RuntimeError(prep.error)
+    return {"steps": prep.steps, "repeat_s": prep.repeat_s, "warmup_s": prep.warmup_s, "memory": prep.memory,
+            "load_average": prep.load_average}
+
+
+def run_jax(args: argparse.Namespace) -> dict:
+    import jax
+    from jax.sharding import Mesh
+
+    from benchmarks import jax_variants
+
+    set_precision(args.precision, ("jax",))
+    found = jax_devices(args.device)
+    if len(found) < args.devices:
+        raise DeviceUnavailable(f"jax sees {len(found)} {args.device} device(s), {args.devices} are needed "
+                                f"(XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+    used = found[: args.devices]
+    mesh = Mesh(np.array(used), ("data",))
+    _maybe_fail(args, last_rank=0)
+    device = Device(args.device, torch=None, jax=used[0], precision=args.precision)
+    with jax.default_device(used[0]):
+        timings = _time(lambda ctx: jax_variants.fit(ctx, mesh=mesh), args, device)
+    return {**timings, "threads": {"XLA_FLAGS": os.environ.get("XLA_FLAGS")},
+            "placement": {"mesh": {"data": args.devices}, "devices": [str(d) for d in used]}}
+
+
+def run_torch(args: argparse.Namespace) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    from benchmarks import torch_variants
+
+    set_precision(args.precision, ("torch",))
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    where = torch_device(args.device)
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
+    backend = "gloo" if args.device == "cpu" else "nccl"
+    grouped = args.devices > 1
+    if grouped:
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{args.port}", rank=args.rank,
+                                world_size=args.devices, timeout=timedelta(seconds=args.timeout_s))
+    try:
+        _maybe_fail(args, last_rank=args.devices - 1)
+        device = Device(args.device, torch=where, jax=None, precision=args.precision)
+        timings = _time(torch_variants.fit, args, device, barrier=dist.barrier if grouped else None)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return {**timings, "threads": {"torch_intra_op": torch.get_num_threads()},
+            "placement": {"process_group": backend if grouped else None, "world_size": args.devices, "device": str(where),
+                          "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}}
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """One process of a measurement: its timings, or its error, as one JSON line on stdout."""
+    args = parse_worker_args(argv)
+    pin_platform(args.device)  # before jax is imported
+    result = {RESULT_KEY: 1, "backend": args.backend, "devices": args.devices, "rank": args.rank, "pid": os.getpid(), "error": None}
+    try:
+        result.update((run_jax if args.backend == "jax" else run_torch)(args))
+    except Exception as error:  # reported on stdout, in one line, to the parent
+        traceback.print_exc()
+        result["error"] = " ".join(describe_error(error).split())
+    print(json.dumps(result), flush=True)
+    return 0 if result["error"] is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

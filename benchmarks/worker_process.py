@@ -1,4 +1,5 @@
-"""A worker process driven one request at a time: a line on its stdin, one JSON answer on its stdout.
+"""Worker processes: the environment they start in, and one driven one request at a time (a line on
+its stdin, one JSON answer on its stdout).
 
 The aggregator study keeps two workers alive at once (the summed step and one method) and asks
 them for timed repeats in turn, so that both meet the same load on a shared machine, while each
@@ -19,12 +20,20 @@ import tempfile
 import threading
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository: the workers' working folder, on their PYTHONPATH
 MAX_ERROR_CHARS = 400
 STOP_WAIT_S = 30.0  # a worker that answered its last request gets this long to exit by itself
 
 
 class WorkerFailed(RuntimeError):
     """The worker gave no usable answer; the message says why, in one line."""
+
+
+def child_env() -> dict:
+    """This process's environment with the repository first on PYTHONPATH, for ``python -m benchmarks.<module>``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
 
 
 def one_line(text: str) -> str:

@@ -3,7 +3,7 @@
 from jax_impl.aggregate import aggregate
 from jax_impl.checkpoint import load_checkpoint, save_checkpoint
 from jax_impl.model import MultiTaskNetwork
-from jax_impl.optimizer import adam
+from jax_impl.optimizer import adam, lazy_adam
 from jax_impl.params import export_params, import_params, init_params
 from jax_impl.state import TrainState
 from jax_impl.step import StepPlan, StepSpec, TrainStep, loss_fn, make_train_step, train_step
@@ -21,6 +21,7 @@ __all__ = [
     "fit",
     "import_params",
     "init_params",
+    "lazy_adam",
     "load_checkpoint",
     "loss_fn",
     "make_train_step",

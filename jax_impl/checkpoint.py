@@ -2,7 +2,8 @@
 
 The grouped optimiser state of ``TrainStep`` maps onto PyTorch's per-parameter Adam state: each
 group's moments are stored under the canonical names of its parameters, and its step count is
-every one of those parameters' step.
+every one of those parameters' step. A lazy Adam state (its "rows" group, jax_impl.state) is laid
+out alike and recorded as "lazy_adam", so that loading it rebuilds lazy Adam's state.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtl_core.checkpoint import AdamHyper, AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.lazy_adam import LAZY_ADAM
 from mtl_core.weighting import resolve_weighting
 from jax_impl.model import MultiTaskNetwork
-from jax_impl.optimizer import adam, adam_states
+from jax_impl.optimizer import adam, adam_states, lazy_adam
 from jax_impl.params import canonical_name, check_variables, export_params, import_params
-from jax_impl.state import group_of
+from jax_impl.state import group_of, is_lazy_state
 from jax_impl.step import TrainStep
 
 
@@ -44,7 +46,7 @@ def _adam_state(opt_state, adam: AdamHyper | None) -> AdamState:
         for (path, mu), nu in zip(jax.tree_util.tree_flatten_with_path(state.mu)[0], jax.tree_util.tree_leaves(state.nu)):
             name = canonical_name(path)
             exp_avg[name], exp_avg_sq[name], steps[name] = np.array(mu), np.array(nu), int(state.count)
-    return AdamState(hypers.pop(), exp_avg, exp_avg_sq, steps)
+    return AdamState(hypers.pop(), exp_avg, exp_avg_sq, steps, LAZY_ADAM if is_lazy_state(opt_state) else "adam")
 
 
 def _hyper(adam) -> AdamHyper | None:
@@ -69,12 +71,15 @@ def save_checkpoint(
     adam=None,
     vocabulary=None,
     label_names=None,
+    hash_features=None,
 ) -> None:
     """Write ``params`` (and Adam's state when ``opt_state`` is given) to one safetensors file.
 
     ``opt_state``: any state holding optax Adam states, grouped by a TrainStep or plain from
     ``tx.init(params)``. ``jax_impl.adam`` carries its hyper-parameters; for a plain ``optax.adam``
     state give them as ``adam={"lr": ..., "b1": ..., "b2": ..., "eps": ...}`` (an AdamHyper or a dict).
+    A TrainStep's state of ``jax_impl.lazy_adam`` is recorded as "lazy_adam".
+    ``vocabulary`` or ``hash_features`` (the number of hashed columns): how texts became columns.
 
     ``weighting`` defaults to "uncertainty" when params hold learnt log-variances, else "sum";
     ``weighting_state`` is a TrainState's ``weighting`` (FAMO's logits), by default its initial state.
@@ -98,6 +103,7 @@ def save_checkpoint(
             vocabulary=None if vocabulary is None else tuple(vocabulary),
             label_names={k: tuple(v) for k, v in (label_names or {}).items()},
             weighting_state={k: np.array(v) for k, v in (weighting_state or weighting.init_state()).items()},
+            hash_features=hash_features,
         ),
     )
 
@@ -106,9 +112,11 @@ def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
     """``(module, params, opt_state)`` from a checkpoint written by either backend.
 
     ``opt_state`` (None when none was saved) fits one optimiser: ``jax_impl.adam(lr, b1, b2, eps)``
-    with the checkpoint's hyper-parameters (in the state itself), grouped as a ``TrainStep`` groups
-    it; so ``fit(..., params=params, opt_state=opt_state)`` (tx left to its default) or
-    ``make_train_step(module, jax_impl.adam(...))`` resumes training. Another ``tx`` cannot use it.
+    with the checkpoint's hyper-parameters (in the state itself), or ``jax_impl.lazy_adam(...)`` when
+    the checkpoint says "lazy_adam", grouped as a ``TrainStep`` groups it; so
+    ``fit(..., params=params, opt_state=opt_state)`` (tx left to its default, which follows the state)
+    or ``make_train_step(module, jax_impl.adam(...))`` (``lazy_adam``) resumes training. Another
+    ``tx`` cannot use it.
     With ``with_extras=True`` the mtl_core ``Checkpoint`` is returned as a fourth value (its
     ``weighting_state`` resumes FAMO: ``fit(..., weighting_state=checkpoint.weighting_state)``).
     """
@@ -125,11 +133,12 @@ def load_checkpoint(path: str | os.PathLike, *, with_extras: bool = False):
 def _restore_adam(module: MultiTaskNetwork, params, checkpoint: Checkpoint):
     saved = checkpoint.adam
     hyper = saved.hyper
-    step = TrainStep(module, adam(hyper.lr, hyper.b1, hyper.b2, hyper.eps), checkpoint.weighting)
+    lazy = saved.optimizer == LAZY_ADAM
+    step = TrainStep(module, (lazy_adam if lazy else adam)(hyper.lr, hyper.b1, hyper.b2, hyper.eps), checkpoint.weighting)
     template = step.init(params)
     group_steps: dict[str, set] = {}
     for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
-        group_steps.setdefault(group_of(path), set()).add(saved.step[canonical_name(path)])
+        group_steps.setdefault(group_of(path, lazy), set()).add(saved.step[canonical_name(path)])
     for group, steps in group_steps.items():
         if len(steps) != 1:
             raise ValueError(f"the parameters of group {group!r} have different Adam step counts {sorted(steps)}")

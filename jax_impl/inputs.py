@@ -48,6 +48,12 @@ def as_labels(y, spec: TaskSpec) -> jax.Array:
     return jnp.asarray(canonical_labels(np.asarray(y), spec))
 
 
+def row_bounds(inputs: list) -> list[int]:
+    """Where each input's rows start in their concatenation, after the first (for ``jnp.split``)."""
+    sizes = [row_count(x) for x in inputs]
+    return [sum(sizes[:i]) for i in range(1, len(sizes))]
+
+
 def concat_rows(inputs: list) -> "jax.Array | PaddedRows | None":
     """Stack several batches' rows into one input (None when dense and sparse are mixed)."""
     if all(isinstance(x, PaddedRows) for x in inputs):

@@ -15,19 +15,19 @@ import jax.numpy as jnp
 from mtl_core.sparse import PaddedRows
 from jax_impl.aggregate import gramian_weights
 from jax_impl.array_ops import JAX_OPS
-from jax_impl.inputs import concat_rows, row_count
+from jax_impl.inputs import concat_rows, row_bounds
 from jax_impl.layers import Linear
 from jax_impl.losses import task_loss
 from jax_impl.model import ACTIVATION_FUNCTIONS, MultiTaskNetwork
 from jax_impl.state import WEIGHTING
 
 
-def _first_layer(module: MultiTaskNetwork, layer, x) -> jax.Array:
+def first_layer(module: MultiTaskNetwork, layer, x) -> jax.Array:
     """The first trunk layer's pre-activation (n, hidden_dims[0])."""
     return Linear(module.hidden_dims[0]).apply({"params": layer}, x)
 
 
-def _later_layers(module: MultiTaskNetwork, layers: list, first: jax.Array) -> jax.Array:
+def later_layers(module: MultiTaskNetwork, layers: list, first: jax.Array) -> jax.Array:
     """The trunk's output from the first layer's pre-activation: the activation, then the other layers."""
     act = ACTIVATION_FUNCTIONS[module.activation]
     z = act(first)
@@ -36,7 +36,7 @@ def _later_layers(module: MultiTaskNetwork, layers: list, first: jax.Array) -> j
     return z
 
 
-def _head_loss(module: MultiTaskNetwork, index: int, y, mask, z, head) -> jax.Array:
+def head_loss(module: MultiTaskNetwork, index: int, y, mask, z, head) -> jax.Array:
     name = module.tasks[index].name
     logits = module.apply({"params": {"heads": {name: head}}}, z, index, method=MultiTaskNetwork.head)
     return task_loss(module.tasks[index], logits, y, mask)
@@ -83,31 +83,34 @@ def _weighted_sum(weights, trees: list):
     return jax.tree_util.tree_map(lambda *leaves: sum(w * leaf for w, leaf in zip(weights, leaves)), *trees)
 
 
-def _first_layer_vjps(module, layer, inputs: list):
+def first_layer_vjps(module, layer, inputs: list):
     """(pre-activations per task, vjp of the layer given every task's cotangent): one pass over all
     the rows when the inputs stack, so that the kernel's gradient is one scatter."""
     stacked = concat_rows(inputs)
     if stacked is None:  # dense and sparse batches mixed: one pass per task
-        outputs, vjps = zip(*(jax.vjp(lambda p, x=x: _first_layer(module, p, x), layer) for x in inputs))
+        outputs, vjps = zip(*(jax.vjp(lambda p, x=x: first_layer(module, p, x), layer) for x in inputs))
         return list(outputs), lambda cotangents: jax.tree_util.tree_map(lambda *g: sum(g), *(v(c)[0] for v, c in zip(vjps, cotangents)))
-    output, vjp = jax.vjp(lambda p: _first_layer(module, p, stacked), layer)
-    bounds = [sum(row_count(x) for x in inputs[:i]) for i in range(1, len(inputs))]
-    return jnp.split(output, bounds), lambda cotangents: vjp(jnp.concatenate(cotangents))[0]
+    output, vjp = jax.vjp(lambda p: first_layer(module, p, stacked), layer)
+    return jnp.split(output, row_bounds(inputs)), lambda cotangents: vjp(jnp.concatenate(cotangents))[0]
 
 
-def aggregated_gradients(spec, params, batches: dict, plan, weighting_state: dict):
-    """(total, {task: loss}, gradient tree shaped like params, solver residual) of one aggregated step."""
+def aggregated_gradients(spec, params, batches: dict, plan, weighting_state: dict, first_layer_vjps=first_layer_vjps):
+    """(total, {task: loss}, gradient tree shaped like params, solver residual) of one aggregated step.
+
+    ``first_layer_vjps`` builds the first layer's outputs and vjp; jax_impl.lazy's gives the kernel's
+    gradient as the touched rows' (RowGradients) instead of a dense (V, H) array.
+    """
     module = spec.module
     present = spec.present(batches)  # [(name, model index)] in model order: the rows of J
     trunk, heads = params["params"]["trunk"], params["params"]["heads"]
     later = [trunk[str(i)] for i in range(1, len(module.hidden_dims))]
     inputs = [batches[name][0] for name, _ in present]
-    firsts, first_vjp = _first_layer_vjps(module, trunk["0"], inputs)
+    firsts, first_vjp = first_layer_vjps(module, trunk["0"], inputs)
     losses, vjps, dz, dheads = [], [], [], []
     for (name, index), first in zip(present, firsts):
         _, y, mask = batches[name]
-        z, vjp = jax.vjp(functools.partial(_later_layers, module), later, first)
-        loss, (g_z, g_head) = jax.value_and_grad(functools.partial(_head_loss, module, index, y, mask), argnums=(0, 1))(z, heads[name])
+        z, vjp = jax.vjp(functools.partial(later_layers, module), later, first)
+        loss, (g_z, g_head) = jax.value_and_grad(functools.partial(head_loss, module, index, y, mask), argnums=(0, 1))(z, heads[name])
         losses.append(loss)
         vjps.append(vjp)
         dz.append(g_z)

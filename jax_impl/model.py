@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from mtl_core.architecture import check_architecture
 from mtl_core.tasks import TaskSpec, resolve_task_id
-from jax_impl.inputs import concat_rows, row_count
+from jax_impl.inputs import concat_rows, row_bounds
 from jax_impl.layers import Linear
 
 ACTIVATION_FUNCTIONS = {
@@ -102,7 +102,5 @@ class MultiTaskNetwork(nn.Module):
         if stacked is None:
             features = [self.trunk(x) for x in inputs]
         else:
-            sizes = [row_count(x) for x in inputs]
-            bounds = [sum(sizes[:i]) for i in range(1, len(sizes))]
-            features = jnp.split(self.trunk(stacked), bounds)
+            features = jnp.split(self.trunk(stacked), row_bounds(list(inputs)))
         return [self.heads(f, i) for f, i in zip(features, indices)]

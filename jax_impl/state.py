@@ -3,7 +3,9 @@
 The optimiser state is kept per parameter group (the trunk, each head, the loss weighting's
 learnable part) with ``optax.multi_transform``, so that a head left out of a step keeps its
 parameters *and* its Adam moments and step count, exactly as ``torch.optim.Adam`` skips a
-parameter that has no gradient.
+parameter that has no gradient. With ``jax_impl.lazy_adam`` the first layer's kernel has a group
+of its own, "rows", whose state is Adam's but whose update the step makes (jax_impl.lazy): the
+group also tells a checkpoint that the state is lazy Adam's.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import optax
 from mtl_core.tasks import TaskSpec
 from mtl_core.weighting import Weighting
 from jax_impl.model import MultiTaskNetwork
+from jax_impl.optimizer import LazyAdam
 from jax_impl.params import check_variables
 
 WEIGHTING = "weighting"  # params["weighting"]: the learnable part of a loss weighting
+ROWS = "rows"  # lazy Adam's group: the first layer's kernel alone
 
 
 class TrainState(NamedTuple):
@@ -31,25 +35,37 @@ class TrainState(NamedTuple):
     step: jax.Array  # () int32: steps taken; a direct call draws its random choices under the key (step,)
 
 
-def group_of(path) -> str:
-    """The optimiser group of a parameter: "trunk", "heads.{task}" or "weighting"."""
+def group_of(path, lazy: bool = False) -> str:
+    """The optimiser group of a parameter: "trunk", "heads.{task}", "weighting" (or "rows" if ``lazy``)."""
     keys = [getattr(entry, "key", entry) for entry in path]
     if keys[0] == WEIGHTING:
         return WEIGHTING
+    if lazy and keys[1:] == ["trunk", "0", "kernel"]:
+        return ROWS
     return "trunk" if keys[1] == "trunk" else f"heads.{keys[2]}"
 
 
-def group_labels(params):
-    return jax.tree_util.tree_map_with_path(lambda path, _: group_of(path), params)
+def group_labels(params, lazy: bool = False):
+    return jax.tree_util.tree_map_with_path(lambda path, _: group_of(path, lazy), params)
 
 
-def group_names(tasks: tuple[TaskSpec, ...], weighting: Weighting) -> list[str]:
-    return ["trunk"] + [f"heads.{t.name}" for t in tasks] + ([WEIGHTING] if weighting.learnable else [])
+def group_names(tasks: tuple[TaskSpec, ...], weighting: Weighting, lazy: bool = False) -> list[str]:
+    return ([ROWS] if lazy else []) + ["trunk"] + [f"heads.{t.name}" for t in tasks] + ([WEIGHTING] if weighting.learnable else [])
+
+
+def is_lazy(tx: optax.GradientTransformation) -> bool:
+    return isinstance(tx, LazyAdam)
+
+
+def is_lazy_state(opt_state) -> bool:
+    """Whether ``opt_state`` is a grouped lazy Adam state (it has the "rows" group)."""
+    return ROWS in getattr(opt_state, "inner_states", {})
 
 
 def grouped(tx: optax.GradientTransformation, tasks: tuple[TaskSpec, ...], weighting: Weighting) -> optax.GradientTransformation:
     """``tx`` applied to each group on its own: a group without gradient in a step can be left as it was."""
-    return optax.multi_transform({group: tx for group in group_names(tasks, weighting)}, group_labels)
+    lazy = is_lazy(tx)
+    return optax.multi_transform({group: tx for group in group_names(tasks, weighting, lazy)}, lambda params: group_labels(params, lazy))
 
 
 def with_weighting_params(params, weighting: Weighting) -> dict:
@@ -73,7 +89,7 @@ def grouped_opt_state(tx: optax.GradientTransformation, grouped_tx: optax.Gradie
     template = jax.eval_shape(grouped_tx.init, params)
     if jax.tree_util.tree_structure(opt_state) == jax.tree_util.tree_structure(template):
         return opt_state
-    labels = group_labels(params)
+    labels = group_labels(params, is_lazy(tx))
     try:
         inner = {
             label: type(template.inner_states[label])(
@@ -91,8 +107,8 @@ def grouped_opt_state(tx: optax.GradientTransformation, grouped_tx: optax.Gradie
     except Exception as error:  # any mismatch between the state and params
         raise TypeError(
             "opt_state must come from step.init(params) (or tx.init(params) for the same params and tx; "
-            "a state from jax_impl.load_checkpoint fits jax_impl.adam with the checkpoint's hyper-parameters), "
-            f"but its structure does not fit params: {error}"
+            "a state from jax_impl.load_checkpoint fits jax_impl.adam, or jax_impl.lazy_adam when the checkpoint "
+            f"says lazy_adam, with the checkpoint's hyper-parameters), but its structure does not fit params: {error}"
         ) from None
     return template._replace(inner_states=inner)
 

@@ -2,13 +2,14 @@
 
 ``train_step(spec, state, batches, plan) -> (state, metrics)`` is a plain function of arrays and a
 static, hashable ``StepSpec``: a test can run it without jit. ``make_train_step`` jits it (the state
-donated) behind the input checks, and ``fit`` scans it over runs of steps (jax_impl.train).
+donated) behind the input checks, and ``fit`` scans it over runs of steps (jax_impl.train). With
+``jax_impl.lazy_adam`` the first layer's kernel gets its touched rows' update (jax_impl.lazy).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
 import jax
@@ -24,17 +25,20 @@ from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL, check_step_report
 from mtl_core.weighting import Weighting, resolve_weighting
 from jax_impl.array_ops import JAX_OPS
 from jax_impl.inputs import as_network_input, pad_leading, row_count
-from jax_impl.jacobian import aggregated_gradients, uses_row_kernel
+from jax_impl.jacobian import aggregated_gradients, first_layer_vjps, uses_row_kernel
+from jax_impl.lazy import check_sparse, first_layer_rows, kernel_of, summed_gradients, update_rows, with_kernel
 from jax_impl.losses import task_loss
 from jax_impl.model import MultiTaskNetwork
 from jax_impl.sharding import check_mesh, constrain_params, host_copy, padded_rows, place_params, place_rows, place_state
 from jax_impl.state import (
+    ROWS,
     WEIGHTING,
     TrainState,
     check_params,
     group_labels,
     grouped,
     grouped_opt_state,
+    is_lazy,
     weighting_state,
     with_weighting_params,
 )
@@ -53,6 +57,12 @@ class StepSpec:
     weighting: Weighting  # bound to the module's tasks
     mesh: Any = None  # a jax.sharding.Mesh with a "data" axis, or None
     aggregator: Aggregator | None = None  # None: the summed step; else per-task gradients (jax_impl.jacobian)
+    # tx is jax_impl.lazy_adam. A field of its own, so that the spec's hash and equality (jit's cache
+    # key) tell a lazy step from a dense one even where tx compares equal as a tuple (init, update).
+    lazy: bool = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "lazy", is_lazy(self.tx))
 
     @functools.cached_property
     def grouped_tx(self) -> optax.GradientTransformation:
@@ -123,10 +133,10 @@ def layer_norms(spec: StepSpec, grads, batches: Batches) -> jax.Array:
 
 def apply_gradients(spec: StepSpec, state: TrainState, grads, batches: Batches) -> tuple[dict, Any]:
     """One optax update; groups without a gradient in this step (absent heads) keep params and state."""
-    present = {"trunk", WEIGHTING} | {f"heads.{name}" for name in batches}
+    present = {ROWS, "trunk", WEIGHTING} | {f"heads.{name}" for name in batches}
     updates, new_state = spec.grouped_tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    labels = group_labels(state.params)
+    labels = group_labels(state.params, spec.lazy)
     params = jax.tree_util.tree_map(lambda new, old, g: new if g in present else old, new_params, state.params, labels)
     inner = {g: s if g in present else state.opt_state.inner_states[g] for g, s in new_state.inner_states.items()}
     if spec.mesh is not None:
@@ -136,13 +146,24 @@ def apply_gradients(spec: StepSpec, state: TrainState, grads, batches: Batches) 
 
 def train_step(spec: StepSpec, state: TrainState, batches: Batches, plan: StepPlan) -> tuple[TrainState, StepMetrics]:
     """One step on ``batches`` ({task: (x, y, row mask)}, any subset of the tasks)."""
-    if spec.aggregator is None:
+    if spec.lazy:
+        check_sparse(batches)
+    if spec.aggregator is None and not spec.lazy:
         loss = functools.partial(loss_fn, spec)
         (total, losses), grads = jax.value_and_grad(loss, has_aux=True)(state.params, batches, plan.task_weights, state.weighting)
         residual = jnp.zeros((), total.dtype)
+    elif spec.aggregator is None:
+        total, losses, grads, residual = summed_gradients(spec, state.params, batches, plan, state.weighting)
     else:
-        total, losses, grads, residual = aggregated_gradients(spec, state.params, batches, plan, state.weighting)
-    params, opt_state = apply_gradients(spec, state, grads, batches)
+        first_layer = first_layer_rows if spec.lazy else first_layer_vjps
+        total, losses, grads, residual = aggregated_gradients(spec, state.params, batches, plan, state.weighting, first_layer)
+    if spec.lazy:  # the kernel's RowGradients: a zero placeholder for the grouped update, their own update after it
+        rows = kernel_of(grads)
+        params, opt_state = apply_gradients(spec, state, with_kernel(grads, jnp.zeros_like(kernel_of(state.params))), batches)
+        params, opt_state = update_rows(state.params, state.opt_state, params, opt_state, rows)
+        grads = with_kernel(grads, rows.grads)  # the touched rows' gradients: the dense gradient's norm
+    else:
+        params, opt_state = apply_gradients(spec, state, grads, batches)
     weighting = state.weighting
     if spec.weighting.stateful:  # e.g. FAMO: compares the losses before and after the update
         before = jnp.stack([losses[name] for name, _ in spec.present(batches)])
@@ -200,6 +221,8 @@ class TrainStep:
         if not isinstance(tx, optax.GradientTransformation):
             raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
         mesh = None if mesh is None else check_mesh(mesh)
+        if mesh is not None and is_lazy(tx):
+            raise ValueError("jax_impl.lazy_adam does not support a mesh (its row updates are not sharded): use jax_impl.adam")
         weighting = resolve_weighting(weighting, module.tasks)
         self.spec = StepSpec(module, tx, weighting, mesh, resolve_aggregator(aggregator))
         self._checked_structures: set = set()
@@ -346,6 +369,8 @@ class TrainStep:
 def make_train_step(module: MultiTaskNetwork, tx: optax.GradientTransformation, weighting="sum", mesh=None, aggregator=None) -> TrainStep:
     """A jitted, pure step training ``module`` with ``tx`` on its tasks' losses combined by ``weighting``.
 
+    ``tx``: any optax transformation; ``jax_impl.lazy_adam`` updates only the first-layer kernel rows
+    that a step's sparse input touches (jax_impl.lazy), and refuses dense input and a mesh.
     ``aggregator``: None (the summed loss) or a gradient-conflict method of mtl_core.aggregation (an
     instance or its name): per-task gradients on the trunk, combined by it (jax_impl.jacobian).
     ``mesh``: an optional ``jax.sharding.Mesh`` with a "data" axis for data-parallel steps.

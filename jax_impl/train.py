@@ -22,10 +22,10 @@ from mtl_core.fitting import RunPlan, RunResult, check_task_data, fit_loop
 from mtl_core.sparse import pad_rows, row_kernel, stack_padded
 from jax_impl.inputs import as_network_input
 from jax_impl.model import MultiTaskNetwork
-from jax_impl.optimizer import adam
+from jax_impl.optimizer import adam, lazy_adam
 from jax_impl.params import init_params
 from jax_impl.sharding import host_copy, padded_rows
-from jax_impl.state import WEIGHTING, TrainState
+from jax_impl.state import WEIGHTING, TrainState, is_lazy_state
 from jax_impl.jacobian import uses_row_kernel
 from jax_impl.step import StepPlan, TrainStep, jitted_run_steps
 
@@ -33,9 +33,10 @@ RUN_LENGTH = 16
 
 
 @functools.lru_cache(maxsize=16)
-def default_tx(lr: float) -> optax.GradientTransformation:
-    """jax_impl.adam(lr), one object per lr: fits with equal settings share their compiled programs."""
-    return adam(lr)
+def default_tx(lr: float, lazy: bool = False) -> optax.GradientTransformation:
+    """jax_impl.adam(lr) (lazy_adam(lr) if ``lazy``), one object per setting: fits with equal settings
+    share their compiled programs."""
+    return lazy_adam(lr) if lazy else adam(lr)
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
@@ -136,7 +137,8 @@ def fit(
     ``params=None`` initialises from the config's seed; given params (e.g. imported from a torch
     model) are the starting weights and are not modified. The batches come from mtl_core's
     curriculum for the seed, the same as torch_ref.fit's. ``tx`` defaults to ``jax_impl.adam(lr)``
-    (optax.adam with its hyper-parameters in its state). To resume, pass ``opt_state`` (from
+    (optax.adam with its hyper-parameters in its state), or ``jax_impl.lazy_adam(lr)`` when
+    ``opt_state`` is lazy Adam's. To resume, pass ``opt_state`` (from
     ``return_opt_state=True`` or ``load_checkpoint``; its stored hyper-parameters win over ``lr``)
     and ``first_epoch`` (and ``previous_losses=<the earlier history["loss"]>`` for ``dwa``).
     ``return_opt_state=True`` returns ``(params, history, opt_state)``; ``return_state=True`` returns
@@ -150,7 +152,8 @@ def fit(
     config = training_config(config, options)
     checked = check_task_data(data, module.arch)
     input_dim = next(iter(checked.values())).input_dim
-    step = TrainStep(module, default_tx(config.lr) if tx is None else tx, config.weighting, mesh, config.aggregator)
+    tx = default_tx(config.lr, is_lazy_state(opt_state)) if tx is None else tx
+    step = TrainStep(module, tx, config.weighting, mesh, config.aggregator)
     config = config.with_options(weighting=step.weighting)
     if params is None:
         params = init_params(module, jax.random.key(config.seed), input_dim)

@@ -20,6 +20,7 @@ from mtl_core.config import TrainConfig
 from mtl_core.data import TaskData
 from mtl_core.fitting import EVAL_CHUNK
 from mtl_core.layout import initial_params
+from mtl_core.lazy_adam import LAZY_ADAM
 from mtl_core.tasks import TaskSpec, resolve_task_id
 from mtl_cli.recipe import Recipe
 
@@ -101,7 +102,8 @@ class TorchModel(TrainingRun):
         import torch_ref
 
         if self.optimizer is None:
-            self.optimizer = torch_ref.adam(self.network, recipe.train.lr)
+            make = torch_ref.lazy_adam if recipe.optimizer == LAZY_ADAM else torch_ref.adam
+            self.optimizer = make(self.network, recipe.train.lr)
         _, history = torch_ref.fit(
             self.network, data, self.next_config(recipe, progress), eval_data=eval_data, optimizer=self.optimizer,
             previous_losses=self.previous_losses(),
@@ -125,11 +127,12 @@ class TorchModel(TrainingRun):
         with torch.no_grad():
             return _in_chunks(lambda rows: self.network(rows, index).double().cpu().numpy(), X)
 
-    def save(self, path: Path, *, weighting, vocabulary, label_names) -> None:
+    def save(self, path: Path, *, weighting, vocabulary, label_names, hash_features=None) -> None:
         import torch_ref
 
         torch_ref.save_checkpoint(
-            path, self.network, self.optimizer, weighting=weighting, vocabulary=vocabulary, label_names=label_names
+            path, self.network, self.optimizer, weighting=weighting, vocabulary=vocabulary, label_names=label_names,
+            hash_features=hash_features,
         )
 
 
@@ -182,7 +185,7 @@ class JaxModel(TrainingRun):
 
         with self._on_device():
             self.variables, history, state = jax_impl.fit(
-                self.module, data, self.next_config(recipe, progress), eval_data=eval_data, params=self.variables,
+                self.module, data, self.next_config(recipe, progress), eval_data=eval_data, params=self.variables, tx=_jax_tx(recipe),
                 opt_state=self.opt_state, weighting_state=self.weighting_state, previous_losses=self.previous_losses(), return_state=True,
             )
         self.opt_state, self.weighting_state = state.opt_state, state.weighting
@@ -210,13 +213,26 @@ class JaxModel(TrainingRun):
         with self._on_device():
             return _in_chunks(lambda rows: np.asarray(self._apply(params, as_network_input(rows), index), np.float64), X)
 
-    def save(self, path: Path, *, weighting, vocabulary, label_names) -> None:
+    def save(self, path: Path, *, weighting, vocabulary, label_names, hash_features=None) -> None:
         import jax_impl
 
         jax_impl.save_checkpoint(
-            path, self.module, self.variables, self.opt_state,
-            weighting=weighting, weighting_state=self.weighting_state, vocabulary=vocabulary, label_names=label_names,
+            path, self.module, self.variables, self.opt_state, weighting=weighting, weighting_state=self.weighting_state,
+            vocabulary=vocabulary, label_names=label_names, hash_features=hash_features,
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _lazy_tx(lr: float):
+    """One jax_impl.lazy_adam per lr: fits of one run (one per epoch) then share their compiled step."""
+    import jax_impl
+
+    return jax_impl.lazy_adam(lr)
+
+
+def _jax_tx(recipe: Recipe):
+    """The optax transformation of the recipe's optimiser (None: fit's default, jax_impl.adam)."""
+    return _lazy_tx(recipe.train.lr) if recipe.optimizer == LAZY_ADAM else None
 
 
 MODELS = {"torch": TorchModel, "jax": JaxModel}

@@ -24,7 +24,7 @@ from mtl_cli import devices, plots, report
 from mtl_cli.backends import BACKENDS, builder, framework_versions
 from mtl_cli.compare import METHOD_NAMES, parse_methods, run_comparison, seeds_of
 from mtl_cli.console import note
-from mtl_cli.datasets import DEFAULT_MAX_FEATURES, Tasks, from_files, synthetic
+from mtl_cli.datasets import Tasks, add_feature_arguments, files_of, synthetic
 from mtl_cli.outputs import prepare_folder
 from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from
 from mtl_cli.specs import TASK_SPEC
@@ -58,8 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, metavar="DIR", default=Path("mtl-runs/experiment"),
                         help="folder for report.json, report.md and plots")
     parser.add_argument("--overwrite", action="store_true", help="replace the report already in --out (refused otherwise)")
-    parser.add_argument("--max-features", type=int, metavar="N", default=DEFAULT_MAX_FEATURES,
-                        help=f"with --task: keep the N most frequent training words (default {DEFAULT_MAX_FEATURES:,})")
+    add_feature_arguments(parser)
     comparing = parser.add_argument_group("comparing methods (instead of single- vs multi-task curves)")
     comparing.add_argument("--compare", metavar="METHODS",
                            help=f"comma-separated methods to train side by side, e.g. sum,pcgrad,cagrad,mgda,nash_mtl,upgrad,famo; "
@@ -80,9 +79,10 @@ def load_tasks(args: argparse.Namespace, seed: int | None = None) -> Tasks:
         shrunk = [flag for flag, value in sizes if value is not None]
         if shrunk:
             raise ValueError(f"{', '.join(shrunk)} size the synthetic default; with --task the files decide")
-        if args.max_features < 1:
-            raise ValueError(f"--max-features must be >= 1, got {args.max_features}")
-        return from_files(args.task, test_fraction=args.test_fraction, seed=seed, max_features=args.max_features)
+        return files_of(args, args.task, seed=seed)
+    given = [flag for flag, value in (("--max-features", args.max_features), ("--hash-features", args.hash_features)) if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} turn the words of --task files into columns; the synthetic default has no words")
     return synthetic(seed=seed, n_train=args.n_train, n_test=args.n_test, vocab_size=args.vocab_size)
 
 
@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         methods, seeds = parse_methods(args.compare, recipe.train.weighting), seeds_of(args.seed, args.seeds)
     placed = {backend: devices.resolve(args.device, backend) for backend in backends}
     tasks = load_tasks(args)
+    recipe = recipe.for_inputs(args.optimizer, tasks.input_dim)
     check_experiment(tasks, recipe)
     prepare_folder(args.out, REPORT_FILES, overwrite=args.overwrite)  # everything checked: from here on, work
     config = {

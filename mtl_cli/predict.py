@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import sys
 from pathlib import Path
 
@@ -85,6 +86,17 @@ def kept_header(columns: list[str], header: list[str]) -> list[str]:
     return [f"input_{c}" if c in header or c == ROW else c for c in columns]
 
 
+def input_columns(checkpoint, path):
+    """texts -> the network's input rows, as the checkpoint's run made them: its vocabulary or hashing."""
+    if checkpoint.hash_features is not None:
+        return functools.partial(vectorize_texts, hash_features=checkpoint.hash_features)
+    if checkpoint.vocabulary is None:
+        raise ValueError(f"{path}: the checkpoint holds no vocabulary (write it with mtl train), so texts cannot be turned into inputs")
+    if len(checkpoint.vocabulary) != checkpoint.arch.input_dim:
+        raise ValueError(f"{path}: the vocabulary has {len(checkpoint.vocabulary)} words, the network reads {checkpoint.arch.input_dim}")
+    return functools.partial(vectorize_texts, vocabulary=checkpoint.vocabulary)
+
+
 def run(args: argparse.Namespace) -> int:
     path, column = parse_input(args.input)
     if args.out is not None:
@@ -94,18 +106,11 @@ def run(args: argparse.Namespace) -> int:
     if spec is None:
         names = [t.name for t in model.tasks]
         raise ValueError(f"{args.checkpoint}: no task named {args.task!r}; the checkpoint's tasks are {names}")
-    if checkpoint.vocabulary is None:
-        raise ValueError(
-            f"{args.checkpoint}: the checkpoint holds no vocabulary (write it with mtl train), so texts cannot be turned into inputs"
-        )
-    if len(checkpoint.vocabulary) != checkpoint.arch.input_dim:
-        raise ValueError(
-            f"{args.checkpoint}: the vocabulary has {len(checkpoint.vocabulary)} words, the network reads {checkpoint.arch.input_dim}"
-        )
+    texts_to_inputs = input_columns(checkpoint, args.checkpoint)
     names = label_names(checkpoint, spec, args.checkpoint)
     keep = kept_columns(args.keep)
     columns = read_columns(path, [column, *(c for c in keep if c != column)])
-    logits = model.logits(spec.name, vectorize_texts(columns[column], checkpoint.vocabulary))
+    logits = model.logits(spec.name, texts_to_inputs(columns[column]))
     header, rows = prediction_table(spec, names, logits)
     header, rows = [ROW, *kept_header(keep, header), *header], [[i, *(columns[c][i] for c in keep), *row] for i, row in enumerate(rows)]
     if args.out is None:

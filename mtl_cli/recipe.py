@@ -9,8 +9,15 @@ from mtl_core.aggregation import AGGREGATORS
 from mtl_core.architecture import ACTIVATIONS
 from mtl_core.config import TrainConfig
 from mtl_core.curricula import CURRICULA
+from mtl_core.lazy_adam import LAZY_ADAM
 from mtl_core.weighting import Fixed, Weighting
 from mtl_cli.specs import FIXED_SPEC, parse_weighting
+
+
+OPTIMIZERS = ("adam", LAZY_ADAM)
+# Lazy Adam by default from this many input columns: there exact Adam's pass over every row of the
+# first layer's kernel costs more than the rest of the step (benchmarks/run.py's vocabulary sweep).
+LAZY_FROM = 2**17
 
 
 def weighting_label(weighting: Weighting):
@@ -23,11 +30,13 @@ class Recipe:
     """How every model of a command trains (mtl_core's TrainConfig) and the shape of its trunk.
 
     Epochs, seed, curriculum and weighting come from the command line; the rest is the blog's.
+    ``optimizer``: "adam" (the blog's) or "lazy_adam" (mtl_core.lazy_adam, for hashed inputs).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     hidden_dims: tuple[int, ...] = (200,)
     activation: str = "sigmoid"
+    optimizer: str = "adam"
 
     def with_training(self, **options) -> "Recipe":
         return replace(self, train=self.train.with_options(**options))
@@ -40,14 +49,19 @@ class Recipe:
             aggregator=config.get("aggregator"), batch_size=config["batch_size"], lr=config["lr"],
             grad_norm_every=config["grad_norm_every"],
         )
-        return cls(train, tuple(config["hidden_dims"]), config["activation"])
+        return cls(train, tuple(config["hidden_dims"]), config["activation"], config.get("optimizer", "adam"))
+
+    def for_inputs(self, chosen: str | None, input_dim: int) -> "Recipe":
+        """The recipe with the optimiser ``chosen`` (--optimizer), or by default the one for ``input_dim``
+        columns: lazy Adam from LAZY_FROM on, exact Adam below."""
+        return replace(self, optimizer=chosen or (LAZY_ADAM if input_dim >= LAZY_FROM else "adam"))
 
     def as_config(self) -> dict:
         """The recipe as report/metrics JSON."""
         t = self.train
         return {
             "epochs": t.epochs, "seed": t.seed, "curriculum": t.curriculum.name, "weighting": weighting_label(t.weighting),
-            "batch_size": t.batch_size, "optimizer": "adam", "lr": t.lr,
+            "batch_size": t.batch_size, "optimizer": self.optimizer, "lr": t.lr,
             "hidden_dims": list(self.hidden_dims), "activation": self.activation, "grad_norm_every": t.grad_norm_every,
             "aggregator": None if t.aggregator is None else t.aggregator.name,
         }
@@ -101,6 +115,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aggregator", choices=tuple(AGGREGATORS), metavar="NAME",
                         help="combine the tasks' own gradients on the shared trunk with a gradient-conflict method: "
                         f"{', '.join(AGGREGATORS)} (default: none, the gradient of the combined loss)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS,
+                        help=f"adam (exact: every weight every step) or {LAZY_ADAM} (the first layer updates only the rows of the "
+                        f"words a step's batches hold, as torch.optim.SparseAdam); default adam, {LAZY_ADAM} from {LAZY_FROM:,} input columns")
     parser.add_argument("--lr", type=_positive_float, metavar="LR", default=defaults.lr, help=f"Adam's learning rate (default {defaults.lr:g})")
     parser.add_argument("--batch-size", type=_count(1), metavar="N", default=defaults.batch_size,
                         help=f"rows of each task per step (default {defaults.batch_size})")
@@ -109,7 +126,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--activation", choices=ACTIVATIONS, default=blog.activation, help=f"the trunk's activation (default {blog.activation})")
 
 
-RECIPE_OPTIONS = ("--epochs", "--seed", "--curriculum", "--weighting", "--aggregator", "--lr", "--batch-size", "--hidden", "--activation")
+RECIPE_OPTIONS = ("--epochs", "--seed", "--curriculum", "--weighting", "--aggregator", "--optimizer", "--lr", "--batch-size", "--hidden", "--activation")
 
 
 def recipe_options_given(argv: list[str]) -> set[str]:

@@ -221,7 +221,7 @@ def _forgetting_section(document: dict) -> list[str]:
         "new run of `fit` with a fresh Adam (as when a trained model is fine-tuned on a new task); every task is",
         f"evaluated on its held-out data after every epoch. The first phase is the single-task {task} model's training",
         f"(same weights, same batches), so “after its own phase” is that model's score. **Drop** = {task}'s held-out",
-        f"score at the end of its own phase minus its score at the end of the last phase (positive: forgotten);",
+        "score at the end of its own phase minus its score at the end of the last phase (positive: forgotten);",
         f"the claim holds when the drop exceeds {FORGETTING_MARGIN}.",
         "",
         "| backend | first task | after its own phase | after the last phase | drop |",

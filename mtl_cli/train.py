@@ -1,6 +1,6 @@
 """Train one multi-task model on your CSV/TSV files and score it on a seeded held-out split.
 
-Writes DIR/model.safetensors (weights, Adam's state, the vocabulary and the label names; either
+Writes DIR/model.safetensors (weights, Adam's state, the vocabulary or hashing and the label names; either
 backend reads it) and DIR/metrics.json (each task's held-out score, the recipe, the history) after
 every epoch, each file whole or not at all: an interrupted run keeps its last finished epoch, and
 ``--resume DIR`` continues it to the same model an uninterrupted run ends with.
@@ -20,7 +20,7 @@ from mtl_core.weighting import resolve_weighting
 from mtl_cli import devices
 from mtl_cli.backends import BACKENDS, framework_versions, model_class
 from mtl_cli.console import note, progress_bar
-from mtl_cli.datasets import DEFAULT_MAX_FEATURES, Tasks, from_files
+from mtl_cli.datasets import Tasks, add_feature_arguments, files_of, from_files
 from mtl_cli.outputs import prepare_folder
 from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from, recipe_options_given
 from mtl_cli.report import METRIC_LABELS, json_safe
@@ -38,9 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, help="framework to train with (default torch; with --resume, the run's)")
     add_recipe_arguments(parser)
     parser.add_argument("--test-fraction", type=float, metavar="F", default=0.2, help="held-out share of each file (default 0.2, seeded)")
-    parser.add_argument("--max-features", type=int, metavar="N", default=DEFAULT_MAX_FEATURES,
-                        help=f"keep the N most frequent training words (default {DEFAULT_MAX_FEATURES:,}); the run reports how many "
-                        "there were")
+    add_feature_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="DIR", help=f"folder for {CHECKPOINT} and {METRICS} (default mtl-runs/model)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
@@ -57,7 +55,6 @@ class Run:
     folder: Path
     command: str
     test_fraction: float
-    max_features: int
     device: str
     epochs_done: int = 0
     history: dict | None = None
@@ -87,6 +84,11 @@ def _merged(history: dict | None, epoch: dict) -> dict:
     return {key: {name: history[key].get(name, []) + values for name, values in epoch.get(key, {}).items()} for key in ("loss", "f1")}
 
 
+def _features(tasks: Tasks) -> dict:
+    """How the run's words became columns: what --resume reads back to make the same ones."""
+    return {key: tasks.source[key] for key in ("max_features", "hash_features")}
+
+
 def metrics_document(run: Run) -> dict:
     tasks, recipe = run.tasks, run.recipe
     return json_safe({
@@ -96,10 +98,10 @@ def metrics_document(run: Run) -> dict:
         "device": run.device,
         "epochs_done": run.epochs_done,
         "config": {
-            "command": run.command, **recipe.as_config(), "test_fraction": run.test_fraction, "max_features": run.max_features,
+            "command": run.command, **recipe.as_config(), "test_fraction": run.test_fraction, **_features(tasks),
             "data": tasks.source, "versions": framework_versions((run.backend,)),
         },
-        "vocabulary": {"size": len(tasks.vocabulary), "found": tasks.words_found, "max_features": run.max_features},
+        "vocabulary": {"size": tasks.input_dim, "found": tasks.words_found, **_features(tasks)},
         "label_names": {k: list(v) for k, v in tasks.label_names.items()},
         "history": run.history,
     })
@@ -113,31 +115,32 @@ def train_epochs(model, run: Run, quiet: bool) -> None:
             history = model.fit(run.tasks.train, run.tasks.test or None, one_epoch, progress=False)
             run.history, run.epochs_done = _merged(run.history, history), run.epochs_done + 1
             model.save(run.folder / CHECKPOINT, weighting=run.recipe.train.weighting, vocabulary=run.tasks.vocabulary,
-                       label_names=run.tasks.label_names)
+                       hash_features=run.tasks.hash_features, label_names=run.tasks.label_names)
             write_text(run.folder / METRICS, json.dumps(metrics_document(run), indent=1, allow_nan=False) + "\n")
             bar.set_postfix(loss=f"{sum(v[-1] for v in history['loss'].values() if v):.4f}")
             bar.update(1)
 
 
-def _report_vocabulary(tasks: Tasks, max_features: int, quiet: bool) -> None:
-    if tasks.words_found > len(tasks.vocabulary):
+def _report_features(tasks: Tasks, quiet: bool) -> None:
+    if tasks.hash_features is not None:
+        note(f"features: {tasks.words_found:,} distinct training words hashed into {tasks.hash_features:,} columns", quiet)
+    elif tasks.words_found > len(tasks.vocabulary):
         note(f"vocabulary: the {len(tasks.vocabulary):,} most frequent of {tasks.words_found:,} training words "
-             f"(--max-features {max_features}); the other {tasks.words_found - len(tasks.vocabulary):,} are not read", quiet)
+             f"(--max-features {tasks.source['max_features']}); the other {tasks.words_found - len(tasks.vocabulary):,} are not read", quiet)
 
 
 def new_run(args: argparse.Namespace) -> tuple[Run, object]:
     if not args.task:
         raise ValueError("train needs --task SPEC (one per task), or --resume DIR to continue a run")
-    if args.max_features < 1:
-        raise ValueError(f"--max-features must be >= 1, got {args.max_features}")
     recipe = recipe_from(args)
     backend = args.backend or "torch"
     device = devices.resolve(args.device, backend)
-    tasks = from_files(args.task, test_fraction=args.test_fraction, seed=recipe.train.seed, max_features=args.max_features)
+    tasks = files_of(args, args.task, seed=recipe.train.seed)
+    recipe = recipe.for_inputs(args.optimizer, tasks.input_dim)
     resolve_weighting(recipe.train.weighting, tasks.specs)  # a bad --weighting fails before training, not after
     folder = args.out or Path("mtl-runs/model")
     prepare_folder(folder, (CHECKPOINT, METRICS), overwrite=args.overwrite, hint=", or --resume it to continue")
-    run = Run(tasks, recipe, backend, folder, "mtl " + " ".join(args.argv), args.test_fraction, args.max_features, devices.describe(device))
+    run = Run(tasks, recipe, backend, folder, "mtl " + " ".join(args.argv), args.test_fraction, devices.describe(device))
     return run, model_class(backend).build(tasks.input_dim, tasks.specs, recipe, device=device)
 
 
@@ -145,7 +148,9 @@ def resumed_run(args: argparse.Namespace) -> tuple[Run, object]:
     """The run in ``--resume DIR`` and its model, its files read again and checked against its checkpoint."""
     folder = args.resume
     given = recipe_options_given(args.argv) - {"--epochs"}
-    clashes = sorted(given | {flag for flag, value in (("--task", args.task), ("--out", args.out), ("--overwrite", args.overwrite)) if value})
+    named = (("--task", args.task), ("--out", args.out), ("--overwrite", args.overwrite), ("--max-features", args.max_features),
+             ("--hash-features", args.hash_features))
+    clashes = sorted(given | {flag for flag, value in named if value})
     if clashes:
         raise ValueError(f"--resume continues {folder} with its own files and recipe: leave out {', '.join(clashes)}")
     try:
@@ -163,20 +168,21 @@ def resumed_run(args: argparse.Namespace) -> tuple[Run, object]:
     backend = args.backend or saved["backend"]
     device = devices.resolve(args.device, backend)
     specs = [f"{t['name']}={t['path']}:{t['text_column']}:{t['label_column']}" + (f":{t['kind']}" if t["kind"] else "") for t in config["data"]["tasks"]]
-    tasks = from_files(specs, test_fraction=config["test_fraction"], seed=recipe.train.seed, max_features=config["max_features"])
+    tasks = from_files(specs, test_fraction=config["test_fraction"], seed=recipe.train.seed, max_features=config["max_features"],
+                       hash_features=config.get("hash_features"))
     prepare_folder(folder, (), overwrite=True, option="--resume")
     model, checkpoint = model_class(backend).load(folder / CHECKPOINT, device=device)
-    if checkpoint.vocabulary != tasks.vocabulary:
+    if (checkpoint.vocabulary, checkpoint.hash_features) != (tasks.vocabulary, tasks.hash_features):
         raise ValueError(f"--resume {folder}: the task files changed since the run began (their vocabulary is not the checkpoint's)")
     model.epochs_done, model.epoch_losses = epochs_done, {k: list(v) for k, v in saved["history"]["loss"].items()}
-    run = Run(tasks, recipe, backend, folder, config["command"], config["test_fraction"], config["max_features"],
-              devices.describe(device), epochs_done, saved["history"])
+    run = Run(tasks, recipe, backend, folder, config["command"], config["test_fraction"], devices.describe(device), epochs_done,
+              saved["history"])
     return run, model
 
 
 def run(args: argparse.Namespace) -> int:
     run, model = resumed_run(args) if args.resume is not None else new_run(args)  # everything checked: now train
-    _report_vocabulary(run.tasks, run.max_features, args.quiet)
+    _report_features(run.tasks, args.quiet)
     for name in (t.name for t in run.tasks.specs if t.name not in run.tasks.test):
         note(f"task {name!r} has no held-out rows (--test-fraction {run.test_fraction}): no score for it", args.quiet)
     note(f"[{run.backend} on {run.device}] training {', '.join(t.name for t in run.tasks.specs)} "

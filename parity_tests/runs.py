@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import jax
 import numpy as np
+import scipy.sparse as sp
 
 import jax_impl
 import torch_ref
@@ -24,6 +25,7 @@ from parity_tests.backends import (
     torch_model,
     torch_weights,
 )
+from mtl_core.data import TaskData
 from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL
 from parity_tests.strategies import AdamSettings, FitProblem, Problem, WeightingChoice
 
@@ -134,20 +136,28 @@ def solver_verdicts(history: dict) -> dict:
     return history if solver is None else {**history, "unconverged_steps": solver["unconverged_steps"]}
 
 
-def fit_both(case: FitProblem, dtype) -> tuple[dict, dict]:
-    """(torch, jax) {"history", "weights", "adam", "weighting"} after ``fit`` on the case, from the same weights."""
+def fit_both(case: FitProblem, dtype, lazy: bool = False) -> tuple[dict, dict]:
+    """(torch, jax) {"history", "weights", "adam", "weighting"} after ``fit`` on the case, from the same weights.
+
+    ``lazy``: both fit with lazy Adam (torch_ref.lazy_adam, jax_impl.lazy_adam) on the data as scipy CSR.
+    """
     data, eval_data = case.data(0), case.data(1)
+    if lazy:
+        data = {name: TaskData(sp.csr_matrix(d.X), d.y, d.spec) for name, d in data.items()}
     problem, start = case.problem, case.problem.initial_params(dtype)
     arguments = dict(
         epochs=case.epochs, batch_size=case.batch_size, lr=case.lr, seed=problem.seed, curriculum=case.curriculum,
         eval_data=eval_data, weighting=case.weighting, grad_norm_every=case.grad_norm_every, aggregator=case.aggregator,
     )
     model = torch_model(problem, start)
-    optimizer = torch_ref.adam(model, case.lr)
+    optimizer = (torch_ref.lazy_adam if lazy else torch_ref.adam)(model, case.lr)
     _, torch_history = torch_ref.fit(model, data, optimizer=optimizer, **arguments)
     log_var = torch_log_var(optimizer)
     module = jax_module(problem)
-    params, jax_history, state = jax_impl.fit(module, data, params=jax_impl.import_params(start, module), return_state=True, **arguments)
+    tx = jax_impl.lazy_adam(case.lr) if lazy else None
+    params, jax_history, state = jax_impl.fit(
+        module, data, params=jax_impl.import_params(start, module), return_state=True, tx=tx, **arguments
+    )
     return (
         {
             "history": solver_verdicts(torch_history),

@@ -115,7 +115,7 @@ def reviews():
 # Bad batch dicts a training step of either backend must reject, with the text the error must hold.
 def _bad_batches():
     good = _batches(seed=1)
-    (x_movie, y_movie), (x_yelp, y_yelp) = good["movie"], good["yelp"]
+    (x_movie, y_movie), (x_yelp, _) = good["movie"], good["yelp"]
     n = BATCH_ROWS
     wide = np.ones((n, INPUT_DIM + 1), np.float32)
     return {

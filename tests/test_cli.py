@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 import torch_ref
@@ -199,6 +200,22 @@ def test_train_with_an_aggregator_and_famo_writes_a_checkpoint_the_other_backend
     assert len(_predict(files, out / "model.safetensors", other)) == 12
 
 
+@pytest.mark.parametrize("backend, other", [("torch", "jax"), ("jax", "torch")])
+def test_hashed_words_train_with_lazy_adam_by_default_and_predict_in_either_backend(files, tmp_path, backend, other):
+    out = tmp_path / "hashed"
+    # 2^17 columns: lazy Adam's default from there on; a narrow trunk keeps the (V, H) kernel small
+    result = mtl("--quiet", "train", *task_args(files), "--backend", backend, "--epochs", "2", "--hidden", "8",
+                 "--hash-features", str(2**17), "--out", out)
+    assert result.code == 0, result.err
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert (config["optimizer"], config["hash_features"], config["max_features"]) == ("lazy_adam", 2**17, None)
+    with safe_open(str(out / "model.safetensors"), framework="numpy") as handle:
+        metadata = handle.metadata()
+    assert (metadata["optimizer"], metadata["hash_features"], "vocabulary" in metadata) == ("lazy_adam", str(2**17), False)
+    here, there = _predict(files, out / "model.safetensors", backend), _predict(files, out / "model.safetensors", other)
+    assert len(here) == 12 and [r["label"] for r in here] == [r["label"] for r in there]
+
+
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_train_writes_a_checkpoint_and_metrics(trained, backend):
     run = trained[backend]
@@ -308,6 +325,11 @@ def _bad_inputs(folder: Path, files, checkpoint: Path) -> dict[str, tuple[list, 
         "aggregator_with_compare": (["experiment", "--compare", "sum", "--aggregator", "mgda"], "name the aggregators to compare in --compare"),
         "unknown_aggregator": (train("--task", f"m={files.movie}:text:label", "--aggregator", "gradnorm"), "invalid choice: 'gradnorm'"),
         "zero_seeds": (["experiment", "--compare", "sum", "--seeds", "0"], "--seeds must be >= 1, got 0"),
+        "hash_and_max_features": (train("--task", f"m={files.movie}:text:label", "--max-features", "10", "--hash-features", "64"),
+                                  "argument --hash-features: not allowed with argument --max-features"),
+        "zero_hash_features": (train("--task", f"m={files.movie}:text:label", "--hash-features", "0"), "--hash-features must be >= 1, got 0"),
+        "hash_features_of_synthetic": (["experiment", "--hash-features", "64"], "--hash-features turn the words of --task files into columns"),
+        "unknown_optimizer": (train("--task", f"m={files.movie}:text:label", "--optimizer", "sgd"), "invalid choice: 'sgd'"),
     }
 
 
@@ -323,7 +345,8 @@ BAD_CASES = [
     "truncated_checkpoint_in_jax", "missing_checkpoint", "checkpoint_without_vocabulary", "unknown_task",
     "input_without_column", "input_column_missing", "unknown_option", "missing_required_option", "train_without_tasks", "bad_choice",
     "not_a_number", "no_command", "unknown_compared_method", "method_compared_twice", "compare_in_both_backends",
-    "aggregator_with_compare", "unknown_aggregator", "zero_seeds",
+    "aggregator_with_compare", "unknown_aggregator", "zero_seeds", "hash_and_max_features", "zero_hash_features",
+    "hash_features_of_synthetic", "unknown_optimizer",
 ]
 
 

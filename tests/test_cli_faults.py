@@ -216,6 +216,20 @@ def test_resume_ends_with_the_model_of_an_uninterrupted_run(files, tmp_path, bac
     assert metrics[0]["history"] == metrics[1]["history"] and metrics[1]["epochs_done"] == 3
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_hashed_lazy_run_resumes_to_the_model_of_an_uninterrupted_one(files, tmp_path, backend):
+    common = ("--quiet", "train", *task_args(files), "--backend", backend, "--hidden", "8", "--hash-features", "4096",
+              "--optimizer", "lazy_adam")
+    assert mtl(*common, "--epochs", "2", "--out", tmp_path / "whole").code == 0
+    assert mtl(*common, "--epochs", "1", "--out", tmp_path / "part").code == 0
+    result = mtl("--quiet", "train", "--resume", tmp_path / "part", "--epochs", "2")
+    assert result.code == 0, result.err
+    whole, resumed = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert whole.keys() == resumed.keys() and all(np.array_equal(whole[k], resumed[k]) for k in whole)
+    assert json.loads((tmp_path / "part" / "metrics.json").read_text())["config"]["optimizer"] == "lazy_adam"
+    assert_refused(mtl("train", "--resume", tmp_path / "part", "--epochs", "3", "--hash-features", "64"), "leave out --hash-features")
+
+
 def test_resume_refuses_a_changed_recipe_and_a_finished_run(files, trained):
     assert_refused(mtl("train", "--resume", trained["torch"].folder, "--lr", "0.1"), "leave out --lr")
     assert_refused(mtl("train", "--resume", trained["torch"].folder, "--epochs", "2"), "has done 2 epochs, --epochs asks for 2")

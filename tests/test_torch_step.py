@@ -91,6 +91,8 @@ def test_a_head_never_trained_gets_no_adam_state(helpers):
         ({"movie": 2.0, "yelp": 0.5}, None, lambda a, b: 2.0 * a + 0.5 * b),
         ("mean", None, lambda a, b: (a + b) / 2),
         ("sum", [3.0, 0.25], lambda a, b: 3.0 * a + 0.25 * b),
+        # a tensor that requires grad (numpy() refuses it, as it refuses a CUDA one)
+        ("sum", torch.tensor([3.0, 0.25], requires_grad=True), lambda a, b: 3.0 * a + 0.25 * b),
         ("dwa", None, lambda a, b: a + b),
     ],
 )

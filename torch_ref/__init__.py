@@ -4,7 +4,7 @@ from torch_ref.aggregate import aggregate
 from torch_ref.checkpoint import load_checkpoint, save_checkpoint
 from torch_ref.inputs import SparseRows, sparse_rows
 from torch_ref.model import MultiTaskNetwork
-from torch_ref.optimizer import adam
+from torch_ref.optimizer import adam, lazy_adam
 from torch_ref.params import export_params, import_params
 from torch_ref.step import TrainStep, make_train_step
 from torch_ref.train import fit
@@ -18,6 +18,7 @@ __all__ = [
     "export_params",
     "fit",
     "import_params",
+    "lazy_adam",
     "load_checkpoint",
     "make_train_step",
     "save_checkpoint",

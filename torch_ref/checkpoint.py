@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from mtl_core.checkpoint import LOG_VARIANCE, AdamHyper, AdamState, Checkpoint, read_checkpoint, write_checkpoint
+from mtl_core.lazy_adam import LAZY_ADAM
 from mtl_core.weighting import resolve_weighting
 from torch_ref.model import MultiTaskNetwork
-from torch_ref.optimizer import adam
+from torch_ref.optimizer import LazyAdam, adam, lazy_adam
 from torch_ref.params import _check_model, canonical_parameters, export_params, from_canonical, import_params, to_canonical
 from torch_ref.step import LOG_VARIANCE_GROUP, WEIGHTING_STATE_GROUP
 
@@ -48,7 +49,8 @@ def _adam_state(optimizer: torch.optim.Optimizer, named: dict) -> AdamState:
                 to_canonical(parameter, transposed).shape, to_canonical(parameter, transposed).dtype
             )
         steps[name] = int(state["step"]) if "step" in state else 0
-    return AdamState(_adam_hyper(optimizer), moments["exp_avg"], moments["exp_avg_sq"], steps)
+    name = LAZY_ADAM if isinstance(optimizer, LazyAdam) else "adam"
+    return AdamState(_adam_hyper(optimizer), moments["exp_avg"], moments["exp_avg_sq"], steps, name)
 
 
 def save_checkpoint(
@@ -59,9 +61,11 @@ def save_checkpoint(
     weighting=None,
     vocabulary=None,
     label_names=None,
+    hash_features=None,
 ) -> None:
     """Write ``model`` (and Adam's state when ``optimizer`` is given) to one safetensors file.
 
+    ``vocabulary`` or ``hash_features`` (the number of hashed columns): how texts became columns.
     ``weighting`` defaults to "uncertainty" when the optimizer trains its log-variances, else "sum".
     """
     _check_model(model)
@@ -83,6 +87,7 @@ def save_checkpoint(
             vocabulary=None if vocabulary is None else tuple(vocabulary),
             label_names={k: tuple(v) for k, v in (label_names or {}).items()},
             weighting_state=_weighting_state(optimizer, weighting),
+            hash_features=hash_features,
         ),
     )
 
@@ -95,6 +100,8 @@ def _weighting_state(optimizer, weighting) -> dict[str, np.ndarray]:
 
 def load_checkpoint(path: str | os.PathLike, *, device=None, with_extras: bool = False):
     """``(model, optimizer)`` from a checkpoint written by either backend (optimizer None if not saved).
+
+    The optimizer is the one saved: torch_ref.adam, or torch_ref.lazy_adam when the file says "lazy_adam".
 
     ``device`` (e.g. "cuda"): where the model and Adam's state are built (default the CPU), so that a
     resumed fused Adam finds its state beside its parameters. With ``with_extras=True`` the mtl_core
@@ -115,8 +122,10 @@ def load_checkpoint(path: str | os.PathLike, *, device=None, with_extras: bool =
 
 
 def _restore_adam(model: MultiTaskNetwork, checkpoint: Checkpoint) -> torch.optim.Adam:
+    """The optimiser the file names (Adam or lazy Adam), its state and param groups as saved."""
     hyper = checkpoint.adam.hyper
-    optimizer = adam(model, hyper.lr, hyper.b1, hyper.b2, hyper.eps)
+    make = lazy_adam if checkpoint.adam.optimizer == LAZY_ADAM else adam
+    optimizer = make(model, hyper.lr, hyper.b1, hyper.b2, hyper.eps)
     named = canonical_parameters(model)
     if checkpoint.weighting.learnable:
         reference = model.trunk[0].weight

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from torch_ref.optimizer import LazyAdam
 from torch_ref.step import TaskBatch, TrainStep
 
 
@@ -62,6 +63,8 @@ class DistributedTrainStep(TrainStep):
     """TrainStep whose forward runs through DDP wrappers and whose reported losses are global."""
 
     def __init__(self, model, optimizer, weighting="sum", aggregator=None):
+        if isinstance(optimizer, LazyAdam):  # DDP all-reduces dense gradients; the ranks' touched rows differ
+            raise ValueError("lazy Adam does not support data-parallel training (DistributedDataParallel): use torch_ref.adam")
         super().__init__(model, optimizer, weighting, aggregator)
         self.world_size = dist.get_world_size()
         device = model.trunk[0].weight.device

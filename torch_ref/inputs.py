@@ -1,7 +1,9 @@
 """What the network accepts as input, turned into tensors once, where it enters.
 
 Dense inputs stay dense; sparse ones (scipy CSR or torch sparse CSR) become a ``SparseRows``
-that the first layer reads with ``F.embedding_bag``: no row is ever densified.
+that the first layer reads with ``F.embedding_bag``: no row is ever densified. Explicitly stored
+zeros are left out, so that the indices are exactly the kernel rows an input touches (lazy Adam
+updates those).
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def sparse_rows(X: sp.spmatrix) -> SparseRows:
     )
 
 
+def _without_zeros(x: SparseRows) -> SparseRows:
+    """``x`` less its explicitly stored zeros (a copy; ``x`` itself when it holds none)."""
+    keep = x.values != 0  # (nnz,)
+    if bool(keep.all()):
+        return x
+    lengths = torch.diff(x.offsets, append=x.offsets.new_tensor([x.indices.numel()]))  # (n,)
+    row = torch.repeat_interleave(torch.arange(x.num_rows, device=x.offsets.device), lengths)  # (nnz,)
+    kept = torch.bincount(row[keep], minlength=x.num_rows)  # (n,) non-zeros per row
+    return SparseRows(x.indices[keep], torch.cumsum(kept, 0) - kept, x.values[keep], x.num_rows, x.num_features)
+
+
 def as_network_input(x, input_dim: int, dtype: torch.dtype, device: torch.device):
     """A dense tensor (n, input_dim) or SparseRows, on the model's device and dtype."""
     if sp.issparse(x):
@@ -49,6 +62,7 @@ def as_network_input(x, input_dim: int, dtype: torch.dtype, device: torch.device
     if isinstance(x, SparseRows):
         if x.num_features != input_dim:
             raise ValueError(f"input has {x.num_features} features, the model expects input_dim={input_dim}")
+        x = _without_zeros(x)
         return SparseRows(
             x.indices.to(device=device, dtype=torch.int64),
             x.offsets.to(device=device, dtype=torch.int64),

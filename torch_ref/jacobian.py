@@ -16,7 +16,8 @@ summed backward; what costs more is keeping them apart.
    MGDA-UB (``representation=True``) takes the rows a_i dL_i/dz_i instead: the tasks' rows of z are
    disjoint batches, so that Gramian is diagonal.
 4. With the aggregator's weights w: the later layers' update is sum_i w_i (their rows), the first
-   layer's is one backward pass of the stacked w_i Δ_i (one (V, H) gradient, as the summed step);
+   layer's is one backward pass of the stacked w_i Δ_i (one (V, H) gradient, as the summed step;
+   with lazy Adam the step runs this inside the layer's ``sparse_gradient()``: the touched rows only);
    head i's is a_i dL_i/d(head_i), its own task's alone; s's is dF/ds.
 
 Data-parallel ranks (torch_ref.distributed) hold a shard of every task's rows, and K pairs rows of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Mapping, NamedTuple
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch_ref.inputs import as_labels, as_network_input, num_rows
 from torch_ref.jacobian import aggregated_backward
 from torch_ref.losses import task_loss
 from torch_ref.model import MultiTaskNetwork
+from torch_ref.optimizer import LazyAdam
 
 LOG_VARIANCE_GROUP = "weighting.log_var"
 WEIGHTING_STATE_GROUP = "weighting.state."  # + key: a weighting's state, kept in the optimizer
@@ -33,13 +35,19 @@ class TaskBatch(NamedTuple):
     denominator: float | None = None
 
 
+def _flat_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """A gradient's entries as one vector; a sparse one's rows summed per index first (lazy Adam's kernel)."""
+    return (grad.coalesce().values() if grad.is_sparse else grad).reshape(-1)
+
+
 def _layer_norm(parameters) -> torch.Tensor:
     """L2 norm of a layer's whole gradient (kernel and bias); a BLAS dot is the fastest reduction."""
-    flat = [p.grad.reshape(-1) for p in parameters if p.grad is not None]
+    flat = [_flat_gradient(p.grad) for p in parameters if p.grad is not None]
     return torch.stack([torch.dot(g, g) for g in flat]).sum().sqrt()
 
 
 def _as_numpy(value) -> np.ndarray:
+    """A numpy copy of a tensor on any device, even one that requires grad; other values as arrays."""
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
@@ -55,7 +63,8 @@ class TrainStep:
     leaves them alone): the optimizer a fit is resumed with, or a checkpoint, carries them. With an
     ``aggregator`` the trunk's gradient combines the tasks' own gradients (torch_ref.jacobian).
     A direct call draws its random choices (RLW's weights, PCGrad's order) under the key
-    ``(step.steps_done,)`` unless given one, as jax_impl's ``step.apply`` does.
+    ``(step.steps_done,)`` unless given one, as jax_impl's ``step.apply`` does. With a lazy Adam
+    (torch_ref.lazy_adam) the first layer's kernel gets a sparse gradient of the rows the step touches.
     """
 
     world_size = 1  # data-parallel ranks (torch_ref.distributed)
@@ -65,6 +74,8 @@ class TrainStep:
             raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if isinstance(optimizer, LazyAdam) and optimizer.kernel is not model.trunk[0].weight:
+            raise ValueError("the lazy Adam was built for another model: build it with torch_ref.lazy_adam(model)")
         self.model, self.optimizer = model, optimizer
         self.weighting = resolve_weighting(weighting, model.tasks)
         self.aggregator = resolve_aggregator(aggregator)
@@ -137,15 +148,16 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         residual = None
         total = None
-        if self.aggregator is None:
-            losses = self._losses(prepared, self._forward_tasks(prepared))
-            objectives = self._objectives(losses, prepared, task_weights, self._log_variances_in_graph())
-            objectives.sum().backward()
-            reported = self.global_losses(losses.detach())
-            total = objectives.detach().sum() if self.world_size == 1 else None
-        else:
-            weights = self.default_task_weights if task_weights is None else task_weights
-            reported, residual = aggregated_backward(self, prepared, weights, order)
+        with self._kernel_gradient():
+            if self.aggregator is None:
+                losses = self._losses(prepared, self._forward_tasks(prepared))
+                objectives = self._objectives(losses, prepared, task_weights, self._log_variances_in_graph())
+                objectives.sum().backward()
+                reported = self.global_losses(losses.detach())
+                total = objectives.detach().sum() if self.world_size == 1 else None
+            else:
+                weights = self.default_task_weights if task_weights is None else task_weights
+                reported, residual = aggregated_backward(self, prepared, weights, order)
         if total is None:  # the objectives at the global losses, before the step moves the log-variances
             log_var = None if self.log_variances is None else self.log_variances.detach()
             total = self._objectives(reported, prepared, task_weights, log_var).sum()
@@ -166,10 +178,14 @@ class TrainStep:
     def _log_variances_in_graph(self):
         return self.log_variances
 
+    def _kernel_gradient(self):
+        """Where the gradients are made: lazy Adam reads the first layer's kernel gradient as sparse rows."""
+        return self.model.trunk[0].sparse_gradient() if isinstance(self.optimizer, LazyAdam) else contextlib.nullcontext()
+
     def __call__(self, batches: Mapping[str, tuple], task_weights=None, key=None) -> dict[str, float]:
         """One step; returns each present task's loss and "total" (and "solver_residual" with an aggregator)."""
         if task_weights is not None:
-            task_weights = torch.as_tensor(np.asarray(task_weights, dtype=np.float64)).to(self.default_task_weights)
+            task_weights = torch.as_tensor(np.asarray(_as_numpy(task_weights), dtype=np.float64)).to(self.default_task_weights)
             if task_weights.shape != self.default_task_weights.shape:
                 raise ValueError(f"task_weights must have shape ({len(self.model.tasks)},), got {tuple(task_weights.shape)}")
         check_step_report(batches, self.aggregator)

@@ -91,13 +91,14 @@ def fit(
     ``config`` is a mtl_core.TrainConfig (default: the blog's recipe); its fields may also be given
     as keywords (``epochs=2, lr=1e-2, weighting="dwa", ...``), which replace the config's. The
     batches come from mtl_core's curriculum for the seed: jax_impl.fit with the same seed sees the
-    same ones. ``optimizer`` defaults to Adam(lr); pass one (and ``first_epoch``) to resume, with
-    ``previous_losses=<the earlier history["loss"]>`` when the weighting is ``dwa``.
+    same ones. ``optimizer`` defaults to Adam(lr) (``torch_ref.lazy_adam(model)`` updates only the
+    first-layer rows a step touches: for large vocabularies); pass one (and ``first_epoch``) to resume,
+    with ``previous_losses=<the earlier history["loss"]>`` when the weighting is ``dwa``.
 
     When ``torch.distributed`` is initialised with several ranks (e.g. under ``torchrun``), every
     rank calls fit with the same arguments and trains its shard of each batch with
     DistributedDataParallel (see torch_ref.distributed); the result is the single-process one,
-    and the history, of the global batches, is the same on every rank.
+    and the history, of the global batches, is the same on every rank. Lazy Adam is refused there.
     """
     if not isinstance(model, MultiTaskNetwork):
         raise TypeError(f"model must be a torch_ref.MultiTaskNetwork, got {type(model).__name__}")
