@@ -8,6 +8,8 @@ import optax
 import pytest
 
 import jax_impl
+import jax_impl.train as train
+from jax_impl.step import run_steps
 from mtl_core import TaskSpec
 from mtl_core.data import TaskData
 
@@ -153,3 +155,23 @@ def test_a_train_config_and_the_same_keywords_give_the_same_fit(module, initial,
     assert history == fitted[1] and same_params(params, fitted[0])
     with pytest.raises(TypeError, match=r"unknown training option\(s\) \['epoch'\]"):
         jax_impl.fit(module, reviews[0], epoch=1)
+
+
+@pytest.mark.parametrize("make_tx", [jax_impl.adam, jax_impl.lazy_adam], ids=["adam", "lazy_adam"])
+def test_the_scanned_run_copies_no_first_layer_sized_array(module, initial, reviews, monkeypatch, make_tx):
+    # Some jaxlib versions copy a lax.cond's operands inside a scan: the whole carry (weights and both
+    # Adam moments) on every step. The compiled program of fit's scanned run must hold no copy of an
+    # array of the kernel's shape; compiled without donation, its copies of the carry show the check sees them.
+    runs = []
+    scanned = train.jitted_run_steps
+    monkeypatch.setattr(train, "jitted_run_steps", lambda *args: runs.append(args) or scanned(*args))
+    jax_impl.fit(module, reviews[0], params=initial, seed=0, tx=make_tx(1e-2), **{**SETTINGS, "epochs": 1})
+    kernel = np.shape(initial["params"]["trunk"]["0"]["kernel"])
+    shape = f"f32[{kernel[0]},{kernel[1]}]"
+
+    def copies(donate: tuple) -> int:
+        program = jax.jit(run_steps, static_argnums=0, donate_argnums=donate).lower(*runs[0]).compile().as_text()
+        return sum(f"{shape}{{" in line and " copy(" in line for line in program.splitlines())
+
+    assert copies(donate=(1,)) == 0
+    assert copies(donate=()) >= 3  # the kernel and its two moments, copied into the carry
