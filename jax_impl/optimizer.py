@@ -12,12 +12,14 @@ import optax
 from optax import ScaleByAdamState
 
 from mtl_core.checkpoint import AdamHyper
+from mtl_core.config import check_adam
 
 HYPER_PARAMETERS = ("learning_rate", "b1", "b2", "eps")  # AdamHyper's fields under optax's names
 
 
 def adam(lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
     """optax.adam with its hyper-parameters injected into the state (as torch.optim.Adam's defaults)."""
+    lr, b1, b2, eps = check_adam(lr, b1, b2, eps)
     return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2, eps=eps)
 
 

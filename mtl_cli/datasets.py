@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -81,11 +82,21 @@ def from_files(specs: Sequence[str], *, test_fraction: float, seed: int, max_fea
         "hash_features": hash_features,
         "words_found": loaded.words_found,
         "tasks": [
-            {"name": s.name, "path": str(Path(s.path).resolve()), "text_column": s.text_column, "label_column": s.label_column, "kind": s.kind}
+            {"name": s.name, "path": str(Path(s.path).resolve()), "text_column": s.text_column, "label_column": s.label_column, "kind": s.kind,
+             "sha256": file_digest(s.path)}
             for s in sources
         ],
     }
     return Tasks(loaded.train, loaded.test, source, loaded.vocabulary, loaded.label_names, loaded.words_found, hash_features)
+
+
+def file_digest(path) -> str:
+    """SHA-256 of a file's bytes: --resume refuses files that changed since the run began."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def synthetic(*, seed: int, n_train: int | None = None, n_test: int | None = None, vocab_size: int | None = None) -> Tasks:

@@ -82,7 +82,7 @@ def load_tasks(args: argparse.Namespace, seed: int | None = None) -> Tasks:
         return files_of(args, args.task, seed=seed)
     given = [flag for flag, value in (("--max-features", args.max_features), ("--hash-features", args.hash_features)) if value is not None]
     if given:
-        raise ValueError(f"{', '.join(given)} turn the words of --task files into columns; the synthetic default has no words")
+        raise ValueError(f"{', '.join(given)} turns the words of --task files into columns; the synthetic default has no words")
     return synthetic(seed=seed, n_train=args.n_train, n_test=args.n_test, vocab_size=args.vocab_size)
 
 
@@ -149,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     placed = {backend: devices.resolve(args.device, backend) for backend in backends}
     tasks = load_tasks(args)
     recipe = recipe.for_inputs(args.optimizer, tasks.input_dim)
+    recipe.check_memory(tasks.input_dim)
     check_experiment(tasks, recipe)
     prepare_folder(args.out, REPORT_FILES, overwrite=args.overwrite)  # everything checked: from here on, work
     config = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field, replace
 
 from mtl_core.aggregation import AGGREGATORS
@@ -18,6 +19,7 @@ OPTIMIZERS = ("adam", LAZY_ADAM)
 # Lazy Adam by default from this many input columns: there exact Adam's pass over every row of the
 # first layer's kernel costs more than the rest of the step (benchmarks/run.py's vocabulary sweep).
 LAZY_FROM = 2**17
+BYTES_PER_WEIGHT = 24  # float32 weight, two Adam moments, a gradient; a checkpoint save copies weights and moments
 
 
 def weighting_label(weighting: Weighting):
@@ -55,6 +57,21 @@ class Recipe:
         """The recipe with the optimiser ``chosen`` (--optimizer), or by default the one for ``input_dim``
         columns: lazy Adam from LAZY_FROM on, exact Adam below."""
         return replace(self, optimizer=chosen or (LAZY_ADAM if input_dim >= LAZY_FROM else "adam"))
+
+    def check_memory(self, input_dim: int) -> None:
+        """Refuse, before any work, a trunk this machine's memory cannot train (e.g. a huge --hash-features).
+
+        BYTES_PER_WEIGHT counts a weight, Adam's two moments, a gradient and the copies of a checkpoint save.
+        """
+        widths = (input_dim, *self.hidden_dims)
+        weights = sum((d_in + 1) * d_out for d_in, d_out in zip(widths, widths[1:]))
+        needed, memory = weights * BYTES_PER_WEIGHT, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if needed > memory:
+            raise ValueError(
+                f"the trunk has {weights:,} weights ({input_dim:,} input columns, hidden {','.join(map(str, self.hidden_dims))}): "
+                f"training it needs about {needed / 2**30:,.0f} GiB, this machine has {memory / 2**30:,.0f} GiB; "
+                "use fewer --hash-features or a smaller --hidden"
+            )
 
     def as_config(self) -> dict:
         """The recipe as report/metrics JSON."""

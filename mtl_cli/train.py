@@ -137,6 +137,7 @@ def new_run(args: argparse.Namespace) -> tuple[Run, object]:
     device = devices.resolve(args.device, backend)
     tasks = files_of(args, args.task, seed=recipe.train.seed)
     recipe = recipe.for_inputs(args.optimizer, tasks.input_dim)
+    recipe.check_memory(tasks.input_dim)
     resolve_weighting(recipe.train.weighting, tasks.specs)  # a bad --weighting fails before training, not after
     folder = args.out or Path("mtl-runs/model")
     prepare_folder(folder, (CHECKPOINT, METRICS), overwrite=args.overwrite, hint=", or --resume it to continue")
@@ -172,6 +173,9 @@ def resumed_run(args: argparse.Namespace) -> tuple[Run, object]:
                        hash_features=config.get("hash_features"))
     prepare_folder(folder, (), overwrite=True, option="--resume")
     model, checkpoint = model_class(backend).load(folder / CHECKPOINT, device=device)
+    changed = [t["path"] for t, now in zip(config["data"]["tasks"], tasks.source["tasks"]) if t.get("sha256", now["sha256"]) != now["sha256"]]
+    if changed:
+        raise ValueError(f"--resume {folder}: the task files changed since the run began: {', '.join(changed)}")
     if (checkpoint.vocabulary, checkpoint.hash_features) != (tasks.vocabulary, tasks.hash_features):
         raise ValueError(f"--resume {folder}: the task files changed since the run began (their vocabulary is not the checkpoint's)")
     model.epochs_done, model.epoch_losses = epochs_done, {k: list(v) for k, v in saved["history"]["loss"].items()}

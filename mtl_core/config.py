@@ -24,6 +24,20 @@ def check_positive(value, what: str) -> float:
     return float(value)
 
 
+def check_adam(lr, b1, b2, eps) -> tuple[float, float, float, float]:
+    """Adam's hyper-parameters as floats, refused (ValueError naming the value) unless lr > 0,
+    0 <= b1, b2 < 1 and eps >= 0, all finite: both backends' optimisers check them alike."""
+    lr = check_positive(lr, "Adam's lr")
+    betas = []
+    for value, what in ((b1, "b1"), (b2, "b2")):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            raise ValueError(f"Adam's {what} must be a number in [0, 1), got {value!r}")
+        betas.append(float(value))
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"Adam's eps must be a finite number >= 0, got {eps!r}")
+    return lr, betas[0], betas[1], float(eps)
+
+
 def check_count(value, what: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")

@@ -18,6 +18,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """``write(temporary)`` fills a temporary file beside ``path``, which then replaces ``path`` at once."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 would hide the outputs from the user's group and others
     os.close(handle)
     try:
         write(temporary)
@@ -25,6 +26,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -328,8 +328,10 @@ def _bad_inputs(folder: Path, files, checkpoint: Path) -> dict[str, tuple[list, 
         "hash_and_max_features": (train("--task", f"m={files.movie}:text:label", "--max-features", "10", "--hash-features", "64"),
                                   "argument --hash-features: not allowed with argument --max-features"),
         "zero_hash_features": (train("--task", f"m={files.movie}:text:label", "--hash-features", "0"), "--hash-features must be >= 1, got 0"),
-        "hash_features_of_synthetic": (["experiment", "--hash-features", "64"], "--hash-features turn the words of --task files into columns"),
+        "hash_features_of_synthetic": (["experiment", "--hash-features", "64"], "--hash-features turns the words of --task files into columns"),
         "unknown_optimizer": (train("--task", f"m={files.movie}:text:label", "--optimizer", "sgd"), "invalid choice: 'sgd'"),
+        "hash_features_beyond_memory": (train("--task", f"m={files.movie}:text:label", "--hash-features", str(2**40)),
+                                        ("219,902,325,555,400 weights (1,099,511,627,776 input columns, hidden 200)", "GiB, this machine has", "use fewer --hash-features")),
     }
 
 
@@ -346,7 +348,7 @@ BAD_CASES = [
     "input_without_column", "input_column_missing", "unknown_option", "missing_required_option", "train_without_tasks", "bad_choice",
     "not_a_number", "no_command", "unknown_compared_method", "method_compared_twice", "compare_in_both_backends",
     "aggregator_with_compare", "unknown_aggregator", "zero_seeds", "hash_and_max_features", "zero_hash_features",
-    "hash_features_of_synthetic", "unknown_optimizer",
+    "hash_features_of_synthetic", "unknown_optimizer", "hash_features_beyond_memory",
 ]
 
 

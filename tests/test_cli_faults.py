@@ -178,6 +178,14 @@ def test_a_binary_column_of_one_class_is_refused_naming_it(files, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "experiment"])
+def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(files, tmp_path, command):
+    out = tmp_path / "out"
+    result = mtl(command, *task_args(files), "--hash-features", str(2**36), "--out", out)
+    assert_refused(result, "training it needs about", "use fewer --hash-features")
+    assert result.code == 2 and not out.exists()
+
+
 # -- device ------------------------------------------------------------------------------------------------
 
 
@@ -228,6 +236,22 @@ def test_a_hashed_lazy_run_resumes_to_the_model_of_an_uninterrupted_one(files, t
     assert whole.keys() == resumed.keys() and all(np.array_equal(whole[k], resumed[k]) for k in whole)
     assert json.loads((tmp_path / "part" / "metrics.json").read_text())["config"]["optimizer"] == "lazy_adam"
     assert_refused(mtl("train", "--resume", tmp_path / "part", "--epochs", "3", "--hash-features", "64"), "leave out --hash-features")
+
+
+@pytest.mark.parametrize("features", [(), ("--hash-features", "4096")], ids=["vocabulary", "hashed"])
+def test_resume_refuses_task_files_changed_since_the_run_began(files, tmp_path, features):
+    # Flipped labels leave a vocabulary (and any hashing) as it was: only the files' digests tell.
+    movie = tmp_path / "movie.csv"
+    movie.write_bytes(Path(files.movie).read_bytes())
+    run = tmp_path / "run"
+    specs = ("--task", f"movie={movie}:text:label", "--task", f"yelp={files.yelp}:review:stars")
+    assert mtl("--quiet", "train", *specs, *features, "--hidden", "8", "--epochs", "1", "--out", run).code == 0
+    rows = read_columns(movie, ["text", "label"])
+    flipped = [[text, "0" if label.strip() in ("1", "yes", "true") else "1"] for text, label in zip(rows["text"], rows["label"])]
+    write_table(movie, ["text", "label"], flipped)
+    before = snapshot(run)
+    assert_refused(mtl("train", "--resume", run, "--epochs", "2"), "the task files changed since the run began", "movie.csv")
+    assert snapshot(run) == before
 
 
 def test_resume_refuses_a_changed_recipe_and_a_finished_run(files, trained):

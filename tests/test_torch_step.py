@@ -170,6 +170,8 @@ def test_the_step_rejects_task_weights_of_the_wrong_length(shared_step, helpers)
         ((None, "adam", "sum"), TypeError, r"optimizer must be a torch\.optim\.Optimizer, got str"),
         ((None, None, "softmax"), ValueError, r"weighting must be one of .* got 'softmax'"),
         ((None, None, {"movie": 1.0}), ValueError, r"missing \['yelp'\]"),
+        # an optimizer of another model: the step would train nothing
+        ((None, torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))]), "sum"), ValueError, r"holds none of the model's parameters"),
     ],
 )
 def test_make_train_step_rejects_bad_arguments(helpers, args, error, pattern):
@@ -177,3 +179,13 @@ def test_make_train_step_rejects_bad_arguments(helpers, args, error, pattern):
     model_arg, optimizer_arg, weighting = args
     with pytest.raises(error, match=pattern):
         torch_ref.make_train_step(model_arg or model, optimizer_arg or optimizer, weighting)
+
+
+def test_an_optimizer_of_part_of_the_model_trains_that_part_alone(helpers):
+    # Freezing layers is the user's choice: only an optimizer holding none of the model is refused.
+    model, _, _ = new_step(helpers)
+    trunk = [p.detach().clone() for p in model.trunk.parameters()]
+    heads = [p.detach().clone() for p in model.heads.parameters()]
+    torch_ref.make_train_step(model, torch.optim.Adam(model.heads.parameters(), lr=1e-2))(helpers.batches(seed=2))
+    assert all(torch.equal(a, b) for a, b in zip(trunk, model.trunk.parameters()))
+    assert not any(torch.equal(a, b) for a, b in zip(heads, model.heads.parameters()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from mtl_core.checkpoint import AdamHyper
+from mtl_core.config import check_adam
 from mtl_core.lazy_adam import row_update
 from torch_ref.model import MultiTaskNetwork
 from torch_ref.params import _check_model
@@ -17,6 +18,7 @@ def adam(model: MultiTaskNetwork, lr: float = 1e-3, b1: float = 0.9, b2: float =
     Pass it to ``fit(..., optimizer=...)`` to keep Adam's state across several fits.
     """
     _check_model(model)
+    lr, b1, b2, eps = check_adam(lr, b1, b2, eps)
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(b1, b2), eps=eps, fused=True)
 
 
@@ -27,7 +29,7 @@ def lazy_adam(model: MultiTaskNetwork, lr: float = 1e-3, b1: float = 0.9, b2: fl
     gradient of the touched rows, so a step costs what its batches hold, not V x H. Needs sparse input.
     """
     _check_model(model)
-    return LazyAdam(model, lr, b1, b2, eps)
+    return LazyAdam(model, *check_adam(lr, b1, b2, eps))
 
 
 class LazyAdam(torch.optim.Adam):

@@ -76,6 +76,12 @@ class TrainStep:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, LazyAdam) and optimizer.kernel is not model.trunk[0].weight:
             raise ValueError("the lazy Adam was built for another model: build it with torch_ref.lazy_adam(model)")
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if not any(id(p) in held for p in model.parameters()):  # a subset (frozen layers) is the user's choice
+            raise ValueError(
+                "the optimizer holds none of the model's parameters, so the step would train nothing: "
+                "build it from this model, e.g. torch_ref.adam(model)"
+            )
         self.model, self.optimizer = model, optimizer
         self.weighting = resolve_weighting(weighting, model.tasks)
         self.aggregator = resolve_aggregator(aggregator)
