@@ -78,7 +78,7 @@ VARIANTS = (
             "optax.adam (a fresh state per call)"),
     Variant("jax_impl.fit+lazy", "jax", "sparse", "lazy_adam", True, FIT_MIN_STEPS, jax_variants.fit_lazy,
             "jax_impl.fit with tx=jax_impl.lazy_adam(): the first layer's touched rows only, optax.adam for the rest; the "
-            "transformation " + LAZY_ABOUT + " (params too; fit copies the params and state it is given at each call)"),
+            "transformation " + LAZY_ABOUT + " (params too, donated to each call: fit(..., donate=True) copies neither)"),
 )
 
 FLOORS = (

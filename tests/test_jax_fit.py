@@ -53,6 +53,18 @@ def test_history_has_the_documented_keys_and_one_entry_per_epoch(fitted, helpers
     assert history["loss_weights"] == {"movie": [1.0, 1.0], "yelp": [1.0, 1.0]}
 
 
+def test_donated_params_and_state_train_to_the_same_result_without_a_copy(module, initial, reviews, helpers):
+    settings = dict(eval_data=reviews[1], seed=0, return_opt_state=True, **SETTINGS)
+    kept, kept_history, kept_state = jax_impl.fit(module, reviews[0], params=initial, **settings)
+    given = jax_impl.init_params(module, jax.random.key(7), helpers.input_dim)  # equal to ``initial``
+    opt_state = jax_impl.adam(SETTINGS["lr"]).init(given)
+    donated, history, state = jax_impl.fit(module, reviews[0], params=given, opt_state=opt_state, donate=True, **settings)
+    arrays = [leaf for leaf in jax.tree_util.tree_leaves((given, opt_state)) if leaf.ndim]  # not the scalars (counts, lr)
+    assert all(leaf.is_deleted() for leaf in arrays)  # weights and moments handed over, not copied
+    assert same_params(donated, kept) and history == kept_history
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(kept_state)))
+
+
 def test_fit_does_not_modify_or_invalidate_the_params_it_is_given(module, initial, fitted, helpers):
     reference = jax_impl.init_params(module, jax.random.key(7), helpers.input_dim)  # what ``initial`` was
     assert not any(leaf.is_deleted() for leaf in jax.tree_util.tree_leaves(initial))
