@@ -57,7 +57,8 @@ VARIANTS = (
             "the blog's recipe: per-row densifying Dataset, zipped shuffling DataLoaders, dense nn.Linear, "
             "BCE / CE with one-hot targets, summed loss, loss.item() per step, torch.optim.Adam (for-each)"),
     Variant("torch_ref.fit", "torch", "sparse", "adam", True, FIT_MIN_STEPS, torch_variants.fit,
-            "torch_ref.fit: CSR batches cut per step, EmbeddingBag first layer, fused Adam (a fresh one per call, "
+            "torch_ref.fit: CSR batches cut per step, EmbeddingBag first layer (on a CPU its kernel gradient X^T @ delta, "
+            "written into the previous step's memory), fused Adam (a fresh one per call, "
             "as fit makes by default)"),
     Variant("torch_ref.fit+lazy", "torch", "sparse", "lazy_adam", True, FIT_MIN_STEPS, torch_variants.fit_lazy,
             "torch_ref.fit with optimizer=torch_ref.lazy_adam(model): SparseAdam's row update of the first layer's "

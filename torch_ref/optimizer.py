@@ -74,8 +74,7 @@ class LazyAdam(torch.optim.Adam):
         """SparseAdam's update of the rows present in ``grad`` (sparse (V, H), duplicates summed here)."""
         kernel = self.kernel
         (group,) = [g for g in self.param_groups if any(p is kernel for p in g["params"])]
-        grad = grad.coalesce()
-        rows, values = grad.indices()[0], grad.values()  # (r,), (r, H)
+        rows, values = touched_rows(grad)  # (r,), (r, H)
         state = self.state[kernel]
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float32, device=kernel.device)
@@ -91,6 +90,19 @@ class LazyAdam(torch.optim.Adam):
             moved = row_update(torch, *(torch.index_select(t, 0, block_rows) for t in targets), values[block], step, hyper)
             for target, value in zip(targets, moved):
                 target.index_copy_(0, block_rows, value)
+
+
+def touched_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows (r,), their values (r, H)) of a sparse (V, H) gradient, each row once.
+
+    torch_ref's CPU first layer gives each row once and in order, but autograd hands the gradient
+    over without its coalesced flag: checking the order spares ``coalesce()``'s sort and copy.
+    """
+    rows = grad._indices()[0]
+    if grad.is_coalesced() or bool((rows[1:] > rows[:-1]).all()):
+        return rows, grad._values()
+    grad = grad.coalesce()
+    return grad.indices()[0], grad.values()
 
 
 CPU_BLOCK_ENTRIES = 2**17  # (rows x H) entries the CPU updates at once: 512 KiB of float32 per temporary

@@ -18,7 +18,7 @@ from torch_ref.inputs import as_labels, as_network_input, num_rows
 from torch_ref.jacobian import aggregated_backward
 from torch_ref.losses import task_loss
 from torch_ref.model import MultiTaskNetwork
-from torch_ref.optimizer import LazyAdam
+from torch_ref.optimizer import LazyAdam, touched_rows
 
 LOG_VARIANCE_GROUP = "weighting.log_var"
 WEIGHTING_STATE_GROUP = "weighting.state."  # + key: a weighting's state, kept in the optimizer
@@ -37,7 +37,7 @@ class TaskBatch(NamedTuple):
 
 def _flat_gradient(grad: torch.Tensor) -> torch.Tensor:
     """A gradient's entries as one vector; a sparse one's rows summed per index first (lazy Adam's kernel)."""
-    return (grad.coalesce().values() if grad.is_sparse else grad).reshape(-1)
+    return (touched_rows(grad)[1] if grad.is_sparse else grad).reshape(-1)
 
 
 def _layer_norm(parameters) -> torch.Tensor:
