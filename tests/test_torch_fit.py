@@ -127,3 +127,15 @@ def test_a_train_config_and_the_same_keywords_give_the_same_fit(helpers, reviews
     assert params_equal(by_keywords, by_config) and history == config_history
     with pytest.raises(TypeError, match=r"unknown training option\(s\) \['epoch'\]"):
         torch_ref.fit(new_model(helpers), reviews[0], epoch=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models_fit_on_sparse_rows_and_report_numpy_histories(helpers, reviews, dtype):
+    # scipy holds no half floats: their first layer keeps embedding_bag's backward; numpy has no
+    # bfloat16: the history gets float32 copies of the losses.
+    model = new_model(helpers).to(dtype)
+    before = model.trunk[0].weight.detach().clone()
+    _, history = torch_ref.fit(model, reviews[0], epochs=1, batch_size=16, lr=1e-2, seed=0, eval_data=reviews[1])
+    assert model.trunk[0].weight.dtype == dtype and not torch.equal(model.trunk[0].weight, before)
+    assert all(math.isfinite(loss) for losses in history["loss"].values() for loss in losses)
+    assert all(0.0 <= f1 <= 1.0 for scores in history["f1"].values() for f1 in scores)

@@ -54,9 +54,10 @@ class SparseLinear(nn.Module):
 
     def forward(self, x: "torch.Tensor | SparseRows") -> torch.Tensor:
         if isinstance(x, SparseRows):
-            if self.weight.device.type == "cpu" and torch.is_grad_enabled() and not x.values.requires_grad:
-                return _BagOfWords.apply(self.weight, x, None if self.sparse_kernel_gradient else self._gradient_memory) + self.bias
-            return _bag_of_words(self.weight, x, sparse=self.sparse_kernel_gradient) + self.bias
+            weight = self.weight
+            if weight.device.type == "cpu" and weight.dtype in _SCIPY_DTYPES and torch.is_grad_enabled() and not x.values.requires_grad:
+                return _BagOfWords.apply(weight, x, None if self.sparse_kernel_gradient else self._gradient_memory) + self.bias
+            return _bag_of_words(weight, x, sparse=self.sparse_kernel_gradient) + self.bias
         if self.sparse_kernel_gradient:
             raise ValueError(
                 "lazy Adam updates the first-layer rows that sparse input touches: pass the batches as scipy sparse "
@@ -66,6 +67,9 @@ class SparseLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+_SCIPY_DTYPES = (torch.float32, torch.float64)  # what scipy's sparse matrices hold (not float16, bfloat16)
 
 
 def _bag_of_words(weight: torch.Tensor, x: SparseRows, sparse: bool = False) -> torch.Tensor:
@@ -83,7 +87,7 @@ class _BagOfWords(torch.autograd.Function):
     (``memory``), or, with ``memory=None``, sparse and already coalesced, one row per touched
     feature. Measured on 2 CPU cores, torch_ref.fit's ms per step, embedding_bag's backward -> this:
     Adam 4.1 -> 3.2 at V = 20,000 and 72 -> 25 at V = 2^18; lazy Adam 7.7-8.0 -> 6.1-6.2 and
-    8.2-8.4 -> 7.7-7.9. Accelerators keep embedding_bag's own backward.
+    8.2-8.4 -> 7.7-7.9. Accelerators, and float16 or bfloat16 weights, keep embedding_bag's own backward.
     """
 
     @staticmethod

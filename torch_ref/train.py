@@ -21,6 +21,12 @@ from torch_ref.step import TaskBatch, TrainStep
 RUN_LENGTH = 16  # steps handed over per call of the loop: their results are stacked once
 
 
+def _host(tensor: torch.Tensor) -> torch.Tensor:
+    """A result on the host, in a dtype numpy has (a bfloat16 model's losses become float32)."""
+    tensor = tensor.detach().cpu()
+    return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
+
+
 class TorchTrainer:
     """The backend half of ``fit``: runs steps and forward passes for mtl_core's loop."""
 
@@ -59,20 +65,20 @@ class TorchTrainer:
         width = next((n.shape[0] for n in norms if n is not None), 0)  # unrecorded steps: zeros, ignored
         filled = [n if n is not None else torch.zeros(width, dtype=self.dtype, device=self.device) for n in norms]
         return RunResult(
-            losses={name: torch.stack(values).cpu() for name, values in losses.items()},
-            total=torch.stack(totals).cpu(),
-            grad_norms=torch.stack(filled).cpu(),
-            residuals=None if self.step.aggregator is None else torch.stack(residuals).cpu(),
+            losses={name: _host(torch.stack(values)) for name, values in losses.items()},
+            total=_host(torch.stack(totals)),
+            grad_norms=_host(torch.stack(filled)),
+            residuals=None if self.step.aggregator is None else _host(torch.stack(residuals)),
         )
 
     @torch.no_grad()
     def predict_logits(self, task_index: int, X: sp.csr_matrix) -> np.ndarray:
-        return self.model(self._rows(X), task_index).cpu().numpy()
+        return _host(self.model(self._rows(X), task_index)).numpy()
 
     def weighting_state(self) -> dict[str, np.ndarray]:
-        state = {name: value.detach().cpu().numpy() for name, value in self.step.weighting_state.items()}
+        state = {name: _host(value).numpy() for name, value in self.step.weighting_state.items()}
         if self.step.log_variances is not None:
-            state["log_var"] = self.step.log_variances.detach().cpu().numpy()
+            state["log_var"] = _host(self.step.log_variances).numpy()
         return state
 
 
