@@ -18,10 +18,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """``write(temporary)`` fills a temporary file beside ``path``, which then replaces ``path`` at once."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 would hide the outputs from the user's group and others
     os.close(handle)
     try:
         write(temporary)
+        # mkstemp's 0600 (kept, or made anew by writers that replace the file, as safetensors does)
+        # would hide the outputs from the user's group and others: the mode a new file gets.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
