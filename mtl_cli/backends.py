@@ -187,6 +187,7 @@ class JaxModel(TrainingRun):
             self.variables, history, state = jax_impl.fit(
                 self.module, data, self.next_config(recipe, progress), eval_data=eval_data, params=self.variables, tx=_jax_tx(recipe),
                 opt_state=self.opt_state, weighting_state=self.weighting_state, previous_losses=self.previous_losses(), return_state=True,
+                donate=True,
             )
         self.opt_state, self.weighting_state = state.opt_state, state.weighting
         return self.record(history)
