@@ -45,7 +45,7 @@ def _adam_state(opt_state, adam: AdamHyper | None) -> AdamState:
     for state, _ in found:  # one per group; masked-out leaves (other groups') are not leaves at all
         for (path, mu), nu in zip(jax.tree_util.tree_flatten_with_path(state.mu)[0], jax.tree_util.tree_leaves(state.nu)):
             name = canonical_name(path)
-            exp_avg[name], exp_avg_sq[name], steps[name] = np.array(mu), np.array(nu), int(state.count)
+            exp_avg[name], exp_avg_sq[name], steps[name] = np.asarray(mu), np.asarray(nu), int(state.count)
     return AdamState(hypers.pop(), exp_avg, exp_avg_sq, steps, LAZY_ADAM if is_lazy_state(opt_state) else "adam")
 
 

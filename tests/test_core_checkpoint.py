@@ -1,5 +1,6 @@
 """mtl_core.checkpoint: the one safetensors file both backends write and read."""
 
+import hashlib
 import json
 import re
 
@@ -197,3 +198,15 @@ def test_writing_refuses_non_finite_weights(tmp_path):
 def test_a_checkpoint_of_the_format_before_digests_still_reads(saved):
     rewrite(saved, edit_metadata=lambda m: (m.pop("sha256"), m.update(format="mtl-twins-checkpoint/1")))
     assert read_checkpoint(saved).arch == ARCH
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.arange(12, dtype=np.float32).reshape(3, 4), np.zeros((0, 3)), np.array(2.5), np.arange(9, dtype=np.int64)[::2],
+     np.asfortranarray(np.ones((3, 2), np.float32)), np.array([True, False])],
+    ids=["matrix", "empty", "scalar", "strided", "fortran", "bool"],
+)
+def test_a_digest_is_the_sha256_of_dtype_shape_and_bytes_as_files_record_it(array):
+    # The recorded digests of files already written must keep verifying, however the bytes are read.
+    value = np.ascontiguousarray(array)
+    assert digest(array) == hashlib.sha256(f"{value.dtype.str}{value.shape}".encode() + value.tobytes()).hexdigest()
