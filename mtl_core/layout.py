@@ -43,8 +43,17 @@ def initial_params(arch: Architecture, seed, dtype=np.float32) -> dict[str, np.n
     for name, shape in canonical_shapes(arch).items():
         fan_in = shape[0] if name.endswith(".kernel") else params[name[: -len("bias")] + "kernel"].shape[0]
         bound = 1.0 / np.sqrt(fan_in)
-        params[name] = rng.uniform(-bound, bound, shape).astype(np.float32).astype(dtype)
+        params[name] = np.empty(shape, dtype)
+        # Row blocks drawn one after another are the same stream as one draw of the whole array,
+        # without its float64 copy (1.7 GB for a 2^20 x 200 kernel).
+        rows = max(1, DRAW_BLOCK // max(1, int(np.prod(shape[1:]))))
+        for start in range(0, shape[0], rows):
+            block = rng.uniform(-bound, bound, (min(rows, shape[0] - start),) + tuple(shape[1:]))
+            params[name][start : start + len(block)] = block.astype(np.float32)
     return params
+
+
+DRAW_BLOCK = 2**22  # values initial_params draws at a time (32 MiB of float64)
 
 
 def inferred_shapes(params: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mtl_core import TaskSpec, check_architecture
+from mtl_core import layout
 from mtl_core.layout import canonical_shapes, check_params, inferred_shapes
 
 ARCH = check_architecture((TaskSpec("movie", "binary", 1), TaskSpec("yelp", "multiclass", 3)), (8, 4), "relu", 10)
@@ -81,3 +82,16 @@ def test_check_params_rejects_missing_extra_misshapen_and_mistyped_entries(edit,
 def test_inferred_shapes_reject_what_is_not_a_canonical_dict(params, error, pattern):
     with pytest.raises(error, match=pattern):
         inferred_shapes(params)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_initial_params_drawn_in_blocks_are_the_whole_arrays_draw(monkeypatch, dtype):
+    # The weights a seed gives must not depend on the block size (nor change from one version to the next).
+    arch = check_architecture([TaskSpec("a", "binary", 1), TaskSpec("b", "multiclass", 3)], (5, 4), "sigmoid", input_dim=23)
+    monkeypatch.setattr(layout, "DRAW_BLOCK", 7)  # blocks of one row of 5, and ragged ends
+    blocked = layout.initial_params(arch, seed=3, dtype=dtype)
+    rng = np.random.default_rng(3)
+    for name, shape in canonical_shapes(arch).items():
+        fan_in = shape[0] if name.endswith(".kernel") else canonical_shapes(arch)[name[: -len("bias")] + "kernel"][0]
+        whole = rng.uniform(-1 / np.sqrt(fan_in), 1 / np.sqrt(fan_in), shape).astype(np.float32).astype(dtype)
+        assert blocked[name].dtype == dtype and np.array_equal(blocked[name], whole), name
