@@ -12,7 +12,7 @@ from mtl_core.lazy_adam import LAZY_ADAM
 from mtl_core.weighting import resolve_weighting
 from torch_ref.model import MultiTaskNetwork
 from torch_ref.optimizer import LazyAdam, adam, lazy_adam
-from torch_ref.params import _check_model, canonical_parameters, export_params, from_canonical, import_params, to_canonical
+from torch_ref.params import _check_model, canonical_parameters, from_canonical, import_params, to_canonical
 from torch_ref.step import LOG_VARIANCE_GROUP, WEIGHTING_STATE_GROUP
 
 
@@ -45,9 +45,7 @@ def _adam_state(optimizer: torch.optim.Optimizer, named: dict) -> AdamState:
         state = optimizer.state.get(parameter, {})
         for moment in moments:
             value = state.get(moment)
-            moments[moment][name] = to_canonical(value, transposed) if value is not None else np.zeros(
-                to_canonical(parameter, transposed).shape, to_canonical(parameter, transposed).dtype
-            )
+            moments[moment][name] = to_canonical(value if value is not None else torch.zeros_like(parameter), transposed, copy=False)
         steps[name] = int(state["step"]) if "step" in state else 0
     name = LAZY_ADAM if isinstance(optimizer, LazyAdam) else "adam"
     return AdamState(_adam_hyper(optimizer), moments["exp_avg"], moments["exp_avg_sq"], steps, name)
@@ -80,9 +78,9 @@ def save_checkpoint(
         path,
         Checkpoint(
             arch=model.arch,
-            params=export_params(model),
+            params={name: to_canonical(p, t, copy=False) for name, (p, t) in canonical_parameters(model).items()},
             weighting=weighting,
-            log_variances=None if log_var is None else to_canonical(log_var, False),
+            log_variances=None if log_var is None else to_canonical(log_var, False, copy=False),
             adam=None if optimizer is None else _adam_state(optimizer, named),
             vocabulary=None if vocabulary is None else tuple(vocabulary),
             label_names={k: tuple(v) for k, v in (label_names or {}).items()},
