@@ -71,9 +71,12 @@ def test_the_memory_is_reused_once_free_and_never_while_a_caller_holds_it():
     backward(layer, batch(3), torch.randn(9, 5))
     memory = layer._gradient_memory.tensor
     assert layer.weight.grad.data_ptr() == memory.data_ptr()  # installed as .grad without a copy
+    memory.fill_(float("nan"))  # whatever the memory holds is overwritten, NaNs too
     layer.weight.grad = None  # what zero_grad(set_to_none=True) does
-    backward(layer, batch(4), torch.randn(9, 5))
+    x, grad_output = batch(4), torch.randn(9, 5)
+    backward(layer, x, grad_output)
     assert layer._gradient_memory.tensor is memory and layer.weight.grad.data_ptr() == memory.data_ptr()  # written again
+    torch.testing.assert_close(layer.weight.grad, embedding_bag_gradient(layer, x, grad_output), rtol=1e-6, atol=1e-6)
 
     kept = layer.weight.grad
     kept_values = kept.clone()
