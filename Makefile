@@ -25,12 +25,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests parity_tests
 
 # On a machine whose python already has the packages (e.g. a GPU machine with nothing to fetch): no
-# .venv, the repository on PYTHONPATH. The quick GPU benchmark, the parity suite on the GPU (and the check
-# that the GPU's jaxlib copies no carry in fit's scan), and both backends training the embedded experiment on
-# the GPU (--device gpu fails when there is none).
+# .venv, the repository on PYTHONPATH. The quick GPU benchmark, the parity suite on the GPU (and the checks
+# that the GPU's jaxlib copies no carry in fit's scan and that torch's fit copies batches without a host
+# sync), and both backends training the embedded experiment on the GPU (--device gpu fails when there is none).
 gpu-check:
 	PYTHONPATH=. $(PYTHON) benchmarks/run.py --device gpu --quick --out benchmark-results/gpu-quick
-	PYTHONPATH=. $(PYTHON) -m pytest -q parity_tests tests/test_jax_fit.py::test_the_scanned_run_copies_no_first_layer_sized_array
+	PYTHONPATH=. $(PYTHON) -m pytest -q parity_tests tests/test_jax_fit.py::test_the_scanned_run_copies_no_first_layer_sized_array \
+		tests/test_torch_fit.py::test_the_fits_batches_reach_a_cuda_device_without_a_host_sync
 	PYTHONPATH=. $(PYTHON) -m mtl_cli experiment --device gpu --backend both --epochs 2 --out mtl-runs/gpu-check --overwrite
 
 clean:

@@ -139,3 +139,25 @@ def test_half_precision_models_fit_on_sparse_rows_and_report_numpy_histories(hel
     assert model.trunk[0].weight.dtype == dtype and not torch.equal(model.trunk[0].weight, before)
     assert all(math.isfinite(loss) for losses in history["loss"].values() for loss in losses)
     assert all(0.0 <= f1 <= 1.0 for scores in history["f1"].values() for f1 in scores)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs of a CUDA device: make gpu-check runs this on the GPU")
+def test_the_fits_batches_reach_a_cuda_device_without_a_host_sync(helpers, reviews):
+    # A blocking copy from pageable memory waits for all the GPU's queued work: once per batch array.
+    from torch_ref.train import TorchTrainer
+
+    model = new_model(helpers).cuda()
+    trainer = TorchTrainer(torch_ref.make_train_step(model, torch_ref.adam(model)))
+    batches = {name: (data.X[:16], data.y[:16]) for name, data in reviews[0].items()}
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        prepared = trainer._prepare(batches)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    host_model = new_model(helpers)
+    on_host = TorchTrainer(torch_ref.make_train_step(host_model, torch_ref.adam(host_model)))._prepare(batches)
+    for gpu, cpu in zip(prepared, on_host):
+        assert gpu.x.indices.is_cuda and torch.equal(gpu.y.cpu(), cpu.y)
+        for name in ("indices", "offsets", "values"):
+            assert torch.equal(getattr(gpu.x, name).cpu(), getattr(cpu.x, name))

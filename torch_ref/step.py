@@ -14,7 +14,7 @@ from mtl_core.plans import draw_step, needs_key
 from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL, TaskSpec, check_step_report
 from mtl_core.weighting import resolve_weighting
 from torch_ref.array_ops import TORCH_OPS
-from torch_ref.inputs import as_labels, as_network_input, num_rows
+from torch_ref.inputs import as_labels, as_network_input, num_rows, to_device
 from torch_ref.jacobian import aggregated_backward
 from torch_ref.losses import task_loss
 from torch_ref.model import MultiTaskNetwork
@@ -122,7 +122,7 @@ class TrainStep:
         return [
             TaskBatch(
                 b.index, b.spec, b.x, as_labels(b.y, b.spec, reference.device),
-                None if b.mask is None else torch.from_numpy(b.mask).to(device=reference.device, dtype=reference.dtype),
+                None if b.mask is None else to_device(torch.from_numpy(b.mask), reference.device, reference.dtype),
             )
             for b in check_batches(batches, self.model.tasks, network_input, _as_numpy)
         ]

@@ -11,7 +11,7 @@ import torch
 from mtl_core.config import TrainConfig, training_config
 from mtl_core.data.task_data import TaskData
 from mtl_core.fitting import RunPlan, RunResult, fit_loop
-from torch_ref.inputs import as_labels, as_network_input
+from torch_ref.inputs import as_labels, as_network_input, to_device
 from torch_ref.distributed import DistributedTrainStep, data_parallel_world, shard, stop_all_ranks_on_error
 from torch_ref.model import MultiTaskNetwork
 from torch_ref.optimizer import adam
@@ -44,7 +44,7 @@ class TorchTrainer:
             spec, mask, denominator = self.model.tasks[self.index[name]], None, None
             if self.world is not None:
                 X, y, mask, denominator = shard(X, y, *self.world)
-                mask = torch.from_numpy(mask).to(self.device, self.dtype)
+                mask = to_device(torch.from_numpy(mask), self.device, self.dtype)
             prepared.append(TaskBatch(self.index[name], spec, self._rows(X), as_labels(y, spec, self.device), mask, denominator))
         return prepared
 
@@ -52,7 +52,7 @@ class TorchTrainer:
         return as_network_input(X, self.model.input_dim, self.dtype, self.device)
 
     def train_run(self, steps, plan: RunPlan) -> RunResult:
-        weights = torch.as_tensor(plan.task_weights).to(device=self.device, dtype=self.dtype)
+        weights = to_device(torch.as_tensor(plan.task_weights), self.device, self.dtype)
         orders = [None] * len(steps) if plan.orders is None else torch.as_tensor(plan.orders)
         losses, totals, norms, residuals = {name: [] for name in steps[0]}, [], [], []
         for batches, step_weights, record, order in zip(steps, weights, plan.record_norms, orders):
