@@ -16,7 +16,7 @@ from mtl_core.sparse import PaddedRows
 from jax_impl.aggregate import gramian_weights
 from jax_impl.array_ops import JAX_OPS
 from jax_impl.inputs import concat_rows, row_bounds
-from jax_impl.layers import Linear
+from jax_impl.layers import Linear, bag_of_words
 from jax_impl.losses import task_loss
 from jax_impl.model import ACTIVATION_FUNCTIONS, MultiTaskNetwork
 from jax_impl.state import WEIGHTING
@@ -54,7 +54,7 @@ def _times(x, matrix: jax.Array) -> jax.Array:
     """x (n, V) @ matrix (V, k); sparse rows gather matrix's rows."""
     if not isinstance(x, PaddedRows):
         return x.astype(matrix.dtype) @ matrix
-    return jnp.einsum("nw,nwk->nk", x.values.astype(matrix.dtype), matrix[x.indices])
+    return bag_of_words(matrix, x.indices, x.values)
 
 
 def uses_row_kernel(aggregator) -> bool:
