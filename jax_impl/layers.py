@@ -45,19 +45,22 @@ class Linear(nn.Module):
         return x.astype(kernel.dtype) @ kernel + bias
 
 
-ROW_BLOCK = 64  # rows per gather on a CPU (see bag_of_words)
+ROW_BLOCK = 64  # rows per gather on a CPU, for more than UNBLOCKED_ROWS rows (see bag_of_words)
+UNBLOCKED_ROWS = 256
 
 
 def bag_of_words(kernel: jax.Array, indices: jax.Array, values: jax.Array) -> jax.Array:
     """(n, out): for each of the n padded rows, its entries' kernel rows weighted by their values, summed.
 
-    On a CPU the rows go in blocks of ROW_BLOCK (``lax.map``). Why: XLA:CPU writes the whole gather
-    (n, width, out) before summing it, and its gradient's scatter-add likewise; once that no longer
-    fits in the cache, each row costs several times more. Measured at width 112, out 200, 2 cores:
-    1,024 rows 31 ms forward and 33 ms gradient at once, 3.4 and 7.6 ms in blocks; 128 rows (the blog's
-    batch) the same either way. Other platforms gather all rows at once.
+    On a CPU, more than UNBLOCKED_ROWS rows go in blocks of ROW_BLOCK (``lax.map``). Why: XLA:CPU
+    writes the whole gather (n, width, out) before summing it, and its gradient's scatter-add
+    likewise; once that no longer fits in the cache, each row costs several times more. Measured at
+    width 112, out 200, 2 cores: 1,024 rows 31 ms forward and 33 ms gradient at once, 3.4 and 7.6 ms in
+    blocks; at 256 rows or fewer blocks gain nothing, and lazy Adam's fit at V = 2^18 loses 20% to
+    them (its gathers from a kernel far larger than the cache run on one core inside the loop). Other
+    platforms gather all rows at once.
     """
-    if indices.shape[0] <= ROW_BLOCK:
+    if indices.shape[0] <= UNBLOCKED_ROWS:
         return _gathered_sum(kernel, indices, values)
     return jax.lax.platform_dependent(kernel, indices, values, cpu=_in_row_blocks, default=_gathered_sum)
 

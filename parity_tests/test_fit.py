@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jax_impl.layers import UNBLOCKED_ROWS
 from mtl_core import TaskSpec
 from mtl_core.tasks import TOTAL
 from parity_tests.backends import precision
@@ -39,6 +40,18 @@ def test_fit_runs_agree_epoch_by_epoch(curriculum, weighting, dtype, data):
     with precision(dtype):
         torch_side, jax_side = fit_both(case, dtype)
     assert_close_trees(jax_side, torch_side, tolerance("fit", dtype), f"fit, {case.epochs} epochs")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fits_whose_steps_hold_more_rows_than_one_gather_agree(dtype):
+    # Over UNBLOCKED_ROWS rows a step, jax gathers sparse rows in blocks on a CPU (jax_impl.layers).
+    tasks = (TaskSpec("movie", "binary", 1), TaskSpec("yelp", "multiclass", 3))
+    problem = Problem(tasks, 2000, (16,), "sigmoid", (1, 1), ("reviews", "reviews"), (True, True), False, seed=3)
+    case = FitProblem(problem, rows=(450, 300), epochs=1, batch_size=150, lr=1e-3, curriculum="round_robin", weighting="sum", grad_norm_every=1)
+    assert len(tasks) * case.batch_size > UNBLOCKED_ROWS
+    with precision(dtype):
+        torch_side, jax_side = fit_both(case, dtype)
+    assert_close_trees(jax_side, torch_side, tolerance("fit", dtype), "fit of 300-row steps")
 
 
 @pytest.mark.parametrize("name", ["total", "loss"])

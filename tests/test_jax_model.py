@@ -13,7 +13,7 @@ import torch_ref
 from mtl_core import TaskSpec
 from mtl_core.layout import canonical_shapes
 from mtl_core.sparse import pad_rows
-from jax_impl.layers import ROW_BLOCK, bag_of_words
+from jax_impl.layers import UNBLOCKED_ROWS, bag_of_words
 
 ACTIVATIONS = {
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
@@ -256,7 +256,7 @@ def test_task_names_with_dots_get_their_own_heads(helpers, x):
     np.testing.assert_allclose(module.apply(params, x, task_id="imdb.v2"), expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("rows", [ROW_BLOCK, 2 * ROW_BLOCK + 5])
+@pytest.mark.parametrize("rows", [UNBLOCKED_ROWS, UNBLOCKED_ROWS + 69])
 def test_many_sparse_rows_are_summed_in_blocks_on_a_cpu_as_in_one_gather(rows):
     rng = np.random.default_rng(1)
     kernel = jnp.asarray(rng.standard_normal((50, 7)), jnp.float32)
@@ -264,7 +264,7 @@ def test_many_sparse_rows_are_summed_in_blocks_on_a_cpu_as_in_one_gather(rows):
     values = jnp.asarray(rng.standard_normal((rows, 6)) * (rng.random((rows, 6)) < 0.7), jnp.float32)
     cotangent = jnp.asarray(rng.standard_normal((rows, 7)), jnp.float32)
     program = jax.jit(bag_of_words).lower(kernel, indices, values).compile().as_text()
-    assert ("while" in program) == (rows > ROW_BLOCK)  # blocks only where the rows outnumber one block
+    assert ("while" in program) == (rows > UNBLOCKED_ROWS)  # blocks only for many rows
     out, vjp = jax.vjp(lambda k: bag_of_words(k, indices, values), kernel)
     expected_out, expected_vjp = jax.vjp(lambda k: jnp.einsum("nw,nwo->no", values, k[indices]), kernel)
     np.testing.assert_allclose(out, expected_out, rtol=1e-6, atol=1e-6)
