@@ -93,7 +93,8 @@ def to_device(tensor: torch.Tensor, device: torch.device | str, dtype: torch.dty
     device = torch.device(device)
     if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device=device, dtype=dtype)
-    return tensor.to(dtype=dtype).pin_memory().to(device, non_blocking=True)
+    staged = torch.empty(tensor.shape, dtype=dtype or tensor.dtype, pin_memory=True).copy_(tensor)  # a copy even of pinned input
+    return staged.to(device, non_blocking=True)
 
 
 def num_rows(x: "torch.Tensor | SparseRows") -> int:
