@@ -9,6 +9,7 @@ import pytest
 
 import jax_impl
 import jax_impl.train as train
+from jax_impl.layers import UNBLOCKED_ROWS
 from jax_impl.step import run_steps
 from mtl_core import TaskSpec
 from mtl_core.data import TaskData
@@ -169,15 +170,17 @@ def test_a_train_config_and_the_same_keywords_give_the_same_fit(module, initial,
         jax_impl.fit(module, reviews[0], epoch=1)
 
 
+@pytest.mark.parametrize("batch_size", [SETTINGS["batch_size"], UNBLOCKED_ROWS // 2 + 1], ids=["one_gather", "row_blocks"])
 @pytest.mark.parametrize("make_tx", [jax_impl.adam, jax_impl.lazy_adam], ids=["adam", "lazy_adam"])
-def test_the_scanned_run_copies_no_first_layer_sized_array(module, initial, reviews, monkeypatch, make_tx):
+def test_the_scanned_run_copies_no_first_layer_sized_array(module, initial, reviews, monkeypatch, make_tx, batch_size):
     # Some jaxlib versions copy a lax.cond's operands inside a scan: the whole carry (weights and both
     # Adam moments) on every step. The compiled program of fit's scanned run must hold no copy of an
     # array of the kernel's shape; compiled without donation, its copies of the carry show the check sees them.
+    # Steps of two tasks' batches of more than UNBLOCKED_ROWS / 2 rows gather in a loop of row blocks on a CPU.
     runs = []
     scanned = train.jitted_run_steps
     monkeypatch.setattr(train, "jitted_run_steps", lambda *args: runs.append(args) or scanned(*args))
-    jax_impl.fit(module, reviews[0], params=initial, seed=0, tx=make_tx(1e-2), **{**SETTINGS, "epochs": 1})
+    jax_impl.fit(module, reviews[0], params=initial, seed=0, tx=make_tx(1e-2), **{**SETTINGS, "epochs": 1, "batch_size": batch_size})
     kernel = np.shape(initial["params"]["trunk"]["0"]["kernel"])
     shape = f"f32[{kernel[0]},{kernel[1]}]"
 
