@@ -12,7 +12,7 @@ from mtl_core.lazy_adam import LAZY_ADAM
 from mtl_core.weighting import resolve_weighting
 from torch_ref.model import MultiTaskNetwork
 from torch_ref.optimizer import LazyAdam, adam, lazy_adam
-from torch_ref.params import _check_model, canonical_parameters, from_canonical, import_params, to_canonical
+from torch_ref.params import _check_model, canonical_arrays, canonical_parameters, from_canonical, import_params, to_canonical
 from torch_ref.step import LOG_VARIANCE_GROUP, WEIGHTING_STATE_GROUP
 
 
@@ -78,7 +78,7 @@ def save_checkpoint(
         path,
         Checkpoint(
             arch=model.arch,
-            params={name: to_canonical(p, t, copy=False) for name, (p, t) in canonical_parameters(model).items()},
+            params=canonical_arrays(model, copy=False),
             weighting=weighting,
             log_variances=None if log_var is None else to_canonical(log_var, False, copy=False),
             adam=None if optimizer is None else _adam_state(optimizer, named),

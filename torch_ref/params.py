@@ -54,7 +54,12 @@ def model_dtype(model: MultiTaskNetwork) -> np.dtype:
 def export_params(model: MultiTaskNetwork) -> dict[str, np.ndarray]:
     """The model's weights as canonical numpy arrays (copies, in the model's float dtype)."""
     _check_model(model)
-    return {name: to_canonical(p, t) for name, (p, t) in canonical_parameters(model).items()}
+    return canonical_arrays(model)
+
+
+def canonical_arrays(model: MultiTaskNetwork, copy: bool = True) -> dict[str, np.ndarray]:
+    """The weights in the canonical layout: copies, or views where ``copy=False`` allows (see to_canonical)."""
+    return {name: to_canonical(p, t, copy=copy) for name, (p, t) in canonical_parameters(model).items()}
 
 
 def import_params(model: MultiTaskNetwork, params: Mapping[str, np.ndarray]) -> None:
