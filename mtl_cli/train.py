@@ -58,6 +58,7 @@ class Run:
     device: str
     epochs_done: int = 0
     history: dict | None = None
+    resumed_by: tuple[str, ...] = ()  # the --resume commands that continued it, oldest first
 
 
 def scores(tasks, history: dict) -> dict[str, dict]:
@@ -98,7 +99,7 @@ def metrics_document(run: Run) -> dict:
         "device": run.device,
         "epochs_done": run.epochs_done,
         "config": {
-            "command": run.command, **recipe.as_config(), "test_fraction": run.test_fraction, **_features(tasks),
+            "command": run.command, "resumed_by": list(run.resumed_by), **recipe.as_config(), "test_fraction": run.test_fraction, **_features(tasks),
             "data": tasks.source, "versions": framework_versions((run.backend,)),
         },
         "vocabulary": {"size": tasks.input_dim, "found": tasks.words_found, **_features(tasks)},
@@ -179,8 +180,9 @@ def resumed_run(args: argparse.Namespace) -> tuple[Run, object]:
     if (checkpoint.vocabulary, checkpoint.hash_features) != (tasks.vocabulary, tasks.hash_features):
         raise ValueError(f"--resume {folder}: the task files changed since the run began (their vocabulary is not the checkpoint's)")
     model.epochs_done, model.epoch_losses = epochs_done, {k: list(v) for k, v in saved["history"]["loss"].items()}
+    resumed_by = (*config.get("resumed_by", ()), "mtl " + " ".join(args.argv))
     run = Run(tasks, recipe, backend, folder, config["command"], config["test_fraction"], devices.describe(device), epochs_done,
-              saved["history"])
+              saved["history"], resumed_by)
     return run, model
 
 

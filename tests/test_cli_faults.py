@@ -222,6 +222,9 @@ def test_resume_ends_with_the_model_of_an_uninterrupted_run(files, tmp_path, bac
     assert whole.keys() == resumed.keys() and all(np.array_equal(whole[k], resumed[k]) for k in whole)
     metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("whole", "part")]
     assert metrics[0]["history"] == metrics[1]["history"] and metrics[1]["epochs_done"] == 3
+    config = metrics[1]["config"]  # the command that began the run, then the one that resumed it
+    assert config["command"].endswith("--epochs 1 --out " + str(tmp_path / "part")) and config["epochs"] == 3
+    assert config["resumed_by"] == [f"mtl --quiet train --resume {tmp_path / 'part'} --epochs 3"] and metrics[0]["config"]["resumed_by"] == []
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
