@@ -7,7 +7,9 @@ with one line and exit status 130.
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -20,6 +22,7 @@ from mtl_cli.entry import INTERRUPTED
 
 SUBCOMMANDS = {"experiment": experiment, "train": train, "predict": predict}
 USAGE_ERROR = 2
+INTERRUPT_AGAIN_S = 0.01  # see _interrupts_kept
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -70,11 +73,43 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+@contextlib.contextmanager
+def _interrupts_kept():
+    """Within: a Ctrl-C that Python could only print, not raise, interrupts the main code after all.
+
+    Why: a KeyboardInterrupt raised inside a garbage-collector callback (jax registers one) or a
+    ``__del__`` is "ignored": printed as a traceback while the run goes on. The hook below has the
+    main thread interrupted again a moment later, from another thread: by then it runs the main code
+    (interrupted from the hook itself, it would raise inside the hook, ignored once more).
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            again = threading.Timer(INTERRUPT_AGAIN_S, _thread.interrupt_main)
+            again.daemon = True
+            again.start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # signals reach that thread only
+    with _interrupts_kept() if on_main_thread else contextlib.nullcontext():
+        return _run(argv, on_main_thread)
+
+
+def _run(argv: list[str], on_main_thread: bool) -> int:
     command = "mtl"
     try:
-        if threading.current_thread() is threading.main_thread():
+        if on_main_thread:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         args = build_parser().parse_args(argv)
         args.argv, command = argv, f"mtl {args.command}"

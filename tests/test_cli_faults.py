@@ -7,6 +7,7 @@ for whom chmod means nothing). Interrupts are real SIGINTs to a real process.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -283,6 +284,29 @@ def test_ctrl_c_while_starting_ends_with_one_line(files, tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert err.strip() in ("mtl: interrupted", "mtl train: interrupted") and "Traceback" not in err
+
+
+def test_ctrl_c_that_lands_in_a_garbage_collector_callback_still_ends_the_run(files, tmp_path):
+    # jax registers a gc callback: a SIGINT handled while it runs raises KeyboardInterrupt there,
+    # where Python can only print it ("Exception ignored in ...") and the run would go on.
+    out = tmp_path / "run"
+
+    def interrupted(phase, info):
+        del info
+        if phase == "start" and (out / "metrics.json").exists():  # once the first epoch is saved
+            gc.callbacks.remove(interrupted)
+            raise KeyboardInterrupt
+
+    gc.callbacks.append(interrupted)
+    try:
+        result = mtl("train", *task_args(files), "--epochs", "30", "--out", out)
+    finally:
+        if interrupted in gc.callbacks:
+            gc.callbacks.remove(interrupted)
+    assert interrupted not in gc.callbacks  # it did run during training
+    assert result.code == 130, result.err
+    assert result.err.rstrip("\n").splitlines()[-1] == "mtl train: interrupted" and "Exception ignored" not in result.err
+    assert json.loads((out / "metrics.json").read_text())["epochs_done"] < 30
 
 
 # -- everyday behaviour ------------------------------------------------------------------------------------
