@@ -202,7 +202,11 @@ def test_undecodable_bytes_error_points_at_the_right_line(tmp_path):
 @pytest.mark.parametrize(
     "labels, kind, pattern",
     [
-        (["x", "y"], "binary", r"column 'label' holds \['x', 'y'\], not binary labels"),
+        (["x", "y"], "binary", r"column 'label' holds \['x', 'y'\], not binary labels .*; row 2 holds 'x'"),
+        (["0", "1", "maybe", "no"], "binary", r"not binary labels .*; row 4 holds 'maybe'"),
+        (["0", "", "1", " "], None, r"row 3: column 'label' is empty \(and 1 more row\): give every row a label"),
+        (["a", "b", ""], "multiclass", r"row 4: column 'label' is empty: give every row a label"),
+        (["0", "", "1"], "binary", r"row 3: column 'label' is empty"),
         (["same", "same"], None, r"column 'label' has one class \(\['same'\]\)"),
         (["same", "same"], "multiclass", r"has one class"),
         (["1.5", "abc"], "regression", r"row 3: regression label 'abc' is not a number"),

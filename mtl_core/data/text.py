@@ -157,9 +157,31 @@ def _sorted_names(labels) -> list[str]:
         return unique
 
 
+def _check_no_blank_labels(labels: list[str], source: TextTaskSource, path_rows: int) -> None:
+    """A class label left empty is a missing label, not a class named "": refuse it, naming the row."""
+    blank = [row for row, label in enumerate(labels) if not label.strip()]
+    if blank:
+        more = "" if len(blank) == 1 else f" (and {len(blank) - 1} more row{'s' if len(blank) > 2 else ''})"
+        raise ValueError(
+            f"{source.path}, row {blank[0] + path_rows}: column {source.label_column!r} is empty{more}: "
+            "give every row a label, or remove the rows without one"
+        )
+
+
+def _first_non_binary_row(labels: list[str]) -> int:
+    """The row where the column stops fitting its best-fitting pair of binary words."""
+    lowered = [label.strip().lower() for label in labels]
+    return max(next(row for row, label in enumerate(lowered) if label not in words) for words in BINARY_WORDS)
+
+
 def encode_labels(labels: list[str], source: TextTaskSource, path_rows: int = 2) -> tuple[TaskSpec, np.ndarray, tuple[str, ...]]:
-    """Turn a column of label strings into a TaskSpec, canonical labels and the label names."""
+    """Turn a column of label strings into a TaskSpec, canonical labels and the label names.
+
+    ``path_rows``: what to add to a label's index to get its row in the file (the header is row 1).
+    """
     kind = source.kind
+    if kind in (None, "binary", "multiclass"):
+        _check_no_blank_labels(labels, source, path_rows)
     if kind in (None, "binary"):
         binary = _binary_ids(labels, source)
         if binary is not None:
@@ -167,8 +189,11 @@ def encode_labels(labels: list[str], source: TextTaskSource, path_rows: int = 2)
                 raise ValueError(f"{source.path}: column {source.label_column!r} has one class ({sorted(set(labels))[:1]}); a classifier needs two")
             return TaskSpec(source.name, "binary", 1), binary[0], binary[1]
         if kind == "binary":
-            found = sorted(set(labels))[:5]
-            raise ValueError(f"{source.path}: column {source.label_column!r} holds {found}, not binary labels (0/1, true/false or yes/no)")
+            found, row = sorted(set(labels))[:5], _first_non_binary_row(labels)
+            raise ValueError(
+                f"{source.path}: column {source.label_column!r} holds {found}, not binary labels (0/1, true/false or yes/no); "
+                f"row {row + path_rows} holds {labels[row]!r}"
+            )
         kind = "multiclass"
     if kind == "multiclass":
         names = _sorted_names(label.strip() for label in labels)
