@@ -46,6 +46,17 @@ class Tasks:
 DEFAULT_MAX_FEATURES = 20_000
 
 
+def held_out_fraction(text: str) -> float:
+    """--test-fraction: a share of each file's rows in [0, 1) (argparse names the option in its error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1) (a share of each file's rows), got {text}")
+    return value
+
+
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """--max-features and --hash-features: how the words of --task files become the network's columns."""
     features = parser.add_mutually_exclusive_group()

@@ -47,7 +47,8 @@ def resolve(wanted: str, backend: str):
 
 
 def describe(device) -> str:
-    """How reports name a device: "cpu", "cuda", or jax's platform and device kind ("gpu: NVIDIA H200")."""
+    """How reports name a device: "cpu", "cuda", or jax's platform and device kind ("gpu: NVIDIA H200");
+    a kind that only repeats the platform (jax's CPU says "cpu") is left out."""
     if isinstance(device, str):
         return device
-    return f"{device.platform}: {device.device_kind}"
+    return device.platform if device.device_kind == device.platform else f"{device.platform}: {device.device_kind}"

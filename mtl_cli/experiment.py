@@ -24,7 +24,7 @@ from mtl_cli import devices, plots, report
 from mtl_cli.backends import BACKENDS, builder, framework_versions
 from mtl_cli.compare import METHOD_NAMES, parse_methods, run_comparison, seeds_of
 from mtl_cli.console import note
-from mtl_cli.datasets import Tasks, add_feature_arguments, files_of, synthetic
+from mtl_cli.datasets import Tasks, add_feature_arguments, files_of, held_out_fraction, synthetic
 from mtl_cli.outputs import prepare_folder
 from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from
 from mtl_cli.specs import TASK_SPEC
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", action="append", metavar="SPEC",
                         help=f"a task from a CSV/TSV file, {TASK_SPEC} (repeat for each task); "
                         "without --task: the embedded synthetic movie/yelp reviews")
-    parser.add_argument("--test-fraction", type=float, metavar="F", default=0.2,
+    parser.add_argument("--test-fraction", type=held_out_fraction, metavar="F", default=0.2,
                         help="held-out share of each --task file (default 0.2)")
     parser.add_argument("--out", type=Path, metavar="DIR", default=Path("mtl-runs/experiment"),
                         help="folder for report.json, report.md and plots")

@@ -25,6 +25,7 @@ from mtl_core.tasks import TaskSpec
 from mtl_core.files import atomic_write
 from mtl_cli import devices
 from mtl_cli.backends import BACKENDS, model_class
+from mtl_cli.console import note_wordless
 from mtl_cli.outputs import check_output_file
 from mtl_cli.specs import INPUT_SPEC, parse_input
 
@@ -110,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     names = label_names(checkpoint, spec, args.checkpoint)
     keep = kept_columns(args.keep)
     columns = read_columns(path, [column, *(c for c in keep if c != column)])
-    logits = model.logits(spec.name, texts_to_inputs(columns[column]))
+    inputs = texts_to_inputs(columns[column])
+    note_wordless(str(path), [inputs], args.quiet)
+    logits = model.logits(spec.name, inputs)
     header, rows = prediction_table(spec, names, logits)
     header, rows = [ROW, *kept_header(keep, header), *header], [[i, *(columns[c][i] for c in keep), *row] for i, row in enumerate(rows)]
     if args.out is None:

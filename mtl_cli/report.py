@@ -212,7 +212,7 @@ def _forgetting_section(document: dict) -> list[str]:
     c = document["config"]
     first = next(iter(document["forgetting"].values()))
     phases = first["phases"]
-    described = ", then ".join(f"{p['trained']} alone for {c['epochs']} epochs ({p['steps']} steps)" for p in phases)
+    described = ", then ".join(f"{p['trained']} alone for {_epochs(c['epochs'])} ({p['steps']} steps)" for p in phases)
     task = first["first_task"]
     lines = [
         "## Forgetting run (one task after another)",
@@ -232,6 +232,10 @@ def _forgetting_section(document: dict) -> list[str]:
     return lines + [""]
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch{'' if count == 1 else 's'}"
+
+
 def _agreement_section(document: dict) -> list[str]:
     if "backend_agreement" not in document:
         return []
@@ -239,12 +243,14 @@ def _agreement_section(document: dict) -> list[str]:
     backends = " and ".join(document["backend_agreement"]["backends"])
     where = "every model, task and epoch" + (", the forgetting run included" if "forgetting_f1" in gaps else "")
     score_gap = max(v for k, v in gaps.items() if k != "loss")
+    scores = "are identical" if score_gap == 0 else f"differ by at most {score_gap:.2g}"
+    losses = "are identical" if gaps["loss"] == 0 else f"differ by at most {gaps['loss']:.2g} (float32 rounding, compounded over the steps)"
     return [
         "## One model, two frameworks",
         "",
         f"{backends} start from the same weights ({document['config']['initialisation']}) and draw the same",
-        f"batches, so they train one model: over {where}, their held-out scores differ by at most {score_gap:.2g}",
-        f"and their training losses by at most {gaps['loss']:.2g} (float32 rounding, compounded over the steps).",
+        f"batches, so they train one model: over {where}, their held-out scores {scores}",
+        f"and their training losses {losses}.",
         "",
     ]
 
@@ -266,7 +272,7 @@ def markdown(document: dict, figures: dict[str, str]) -> str:
         f"`{c['command']}`",
         "",
         f"- data: {_describe_data(c)}",
-        f"- recipe: {c['epochs']} epochs, seed {c['seed']}, curriculum `{c['curriculum']}`, weighting `{c['weighting']}` "
+        f"- recipe: {_epochs(c['epochs'])}, seed {c['seed']}, curriculum `{c['curriculum']}`, weighting `{c['weighting']}` "
         f"(single-task models: `{c['single_task_weighting']}`), Adam lr {c['lr']}, batch {c['batch_size']}, "
         f"trunk {c['hidden_dims']} {c['activation']}",
         "- backends: " + ", ".join(f"{b} {c['versions'].get(b, '')} on {c.get('devices', {}).get(b, 'cpu')}".strip() for b in backends),
@@ -327,13 +333,14 @@ def comparison_markdown(document: dict, figures: dict[str, str]) -> str:
         f"`{c['command']}`",
         "",
         f"- data: {_describe_data(c)}",
-        f"- recipe: {c['epochs']} epochs, curriculum `{c['curriculum']}`, Adam lr {c['lr']}, batch {c['batch_size']}, "
+        f"- recipe: {_epochs(c['epochs'])}, curriculum `{c['curriculum']}`, Adam lr {c['lr']}, batch {c['batch_size']}, "
         f"trunk {c['hidden_dims']} {c['activation']}; backend {setup['backend']} {c['versions'].get(setup['backend'], '')} "
         f"on {c.get('devices', {}).get(setup['backend'], 'cpu')}",
         f"- seeds {', '.join(map(str, seeds))}: each seed draws the data, the split, the initial weights and the batch order;"
         " within a seed every method starts from the same weights",
         "- Δm: the mean over tasks of the relative gain of the method's seed-mean score over the single-task models'"
-        " (sign flipped for MSE), in %; ms / step: median wall time of a training step (epochs after the first)",
+        " (sign flipped for MSE), in %; ms / step: median wall time of a training step "
+        + ("(epochs after the first)" if c["epochs"] > 1 else "(the one epoch, its start-up and compilation included)"),
         "",
         comparison_table(document),
         "",

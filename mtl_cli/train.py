@@ -19,8 +19,8 @@ from mtl_core.metrics import METRIC_NAMES
 from mtl_core.weighting import resolve_weighting
 from mtl_cli import devices
 from mtl_cli.backends import BACKENDS, framework_versions, model_class
-from mtl_cli.console import note, progress_bar
-from mtl_cli.datasets import Tasks, add_feature_arguments, files_of, from_files
+from mtl_cli.console import note, note_wordless, progress_bar
+from mtl_cli.datasets import Tasks, add_feature_arguments, files_of, from_files, held_out_fraction
 from mtl_cli.outputs import prepare_folder
 from mtl_cli.recipe import Recipe, add_recipe_arguments, recipe_from, recipe_options_given
 from mtl_cli.report import METRIC_LABELS, json_safe
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "regression; without it, binary labels are recognised and anything else is multiclass")
     parser.add_argument("--backend", choices=BACKENDS, help="framework to train with (default torch; with --resume, the run's)")
     add_recipe_arguments(parser)
-    parser.add_argument("--test-fraction", type=float, metavar="F", default=0.2, help="held-out share of each file (default 0.2, seeded)")
+    parser.add_argument("--test-fraction", type=held_out_fraction, metavar="F", default=0.2, help="held-out share of each file (default 0.2, seeded)")
     add_feature_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="DIR", help=f"folder for {CHECKPOINT} and {METRICS} (default mtl-runs/model)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)")
@@ -149,6 +149,8 @@ def new_run(args: argparse.Namespace) -> tuple[Run, object]:
 def resumed_run(args: argparse.Namespace) -> tuple[Run, object]:
     """The run in ``--resume DIR`` and its model, its files read again and checked against its checkpoint."""
     folder = args.resume
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--resume {folder}: no such folder")
     given = recipe_options_given(args.argv) - {"--epochs"}
     named = (("--task", args.task), ("--out", args.out), ("--overwrite", args.overwrite), ("--max-features", args.max_features),
              ("--hash-features", args.hash_features))
@@ -189,10 +191,13 @@ def resumed_run(args: argparse.Namespace) -> tuple[Run, object]:
 def run(args: argparse.Namespace) -> int:
     run, model = resumed_run(args) if args.resume is not None else new_run(args)  # everything checked: now train
     _report_features(run.tasks, args.quiet)
+    for name in (t.name for t in run.tasks.specs):
+        note_wordless(f"task {name!r}", [part[name].X for part in (run.tasks.train, run.tasks.test) if name in part], args.quiet)
     for name in (t.name for t in run.tasks.specs if t.name not in run.tasks.test):
         note(f"task {name!r} has no held-out rows (--test-fraction {run.test_fraction}): no score for it", args.quiet)
+    first, last = run.epochs_done + 1, run.recipe.train.epochs
     note(f"[{run.backend} on {run.device}] training {', '.join(t.name for t in run.tasks.specs)} "
-         f"for epochs {run.epochs_done + 1}-{run.recipe.train.epochs}", args.quiet)
+         f"for {f'epoch {last}' if first == last else f'epochs {first}-{last}'}", args.quiet)
     train_epochs(model, run, args.quiet)
     sys.stdout.write(score_table(scores(run.tasks, run.history)) + "\n")
     note(f"wrote {run.folder / CHECKPOINT} and {run.folder / METRICS}", args.quiet)

@@ -267,6 +267,19 @@ def test_predict_writes_to_a_file_with_out(files, trained, tmp_path):
     assert [r["row"] for r in read_csv(out.read_text())] == [str(i) for i in range(12)]
 
 
+def test_texts_without_a_word_the_model_reads_are_counted_on_stderr(tmp_path):
+    rows = [[f"good film number{i}" if i % 4 else "", i % 2] for i in range(40)] + [["!", 0], ["a b", 1]]  # 12 without a word
+    data = write_table(tmp_path / "reviews.csv", ["text", "label"], rows)
+    result = mtl("train", "--task", f"movie={data}:text:label", "--epochs", "1", "--out", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert "task 'movie': 12 of 42 texts hold no word the model reads" in result.err
+    new = write_table(tmp_path / "new.csv", ["text"], [["good film"], [""], ["unseenword"]])
+    checkpoint = tmp_path / "run" / "model.safetensors"
+    result = mtl("predict", "--checkpoint", checkpoint, "--task", "movie", f"{new}:text")
+    assert result.code == 0 and f"{new}: 2 of 3 texts hold no word the model reads" in result.err, result.err
+    assert mtl("--quiet", "predict", "--checkpoint", checkpoint, "--task", "movie", f"{new}:text").err == ""
+
+
 # --- bad input: one line on stderr, non-zero exit, no traceback ---------------------------------
 
 
@@ -280,6 +293,7 @@ def _bad_inputs(folder: Path, files, checkpoint: Path) -> dict[str, tuple[list, 
     three = write_table(folder / "three.csv", ["text", "label"], [["a", "x"], ["b", "y"], ["c", "z"]])
     numbers = write_table(folder / "numbers.csv", ["text", "label"], [["a", "1.5"], ["b", "two"]])
     one_class = write_table(folder / "one.csv", ["text", "label"], [["a", "x"], ["b", "x"]])
+    blank = write_table(folder / "blank.csv", ["text", "label"], [["a", "1"], ["b", ""], ["c", "0"]])
     foreign = folder / "foreign.safetensors"
     save_file({"weight": np.zeros((2, 2), np.float32)}, str(foreign))
     truncated = folder / "truncated.safetensors"
@@ -298,6 +312,10 @@ def _bad_inputs(folder: Path, files, checkpoint: Path) -> dict[str, tuple[list, 
         "labels_not_binary": (train("--task", f"m={three}:text:label:binary"), "three.csv: column 'label' holds"),
         "labels_not_numbers": (train("--task", f"m={numbers}:text:label:regression"), "numbers.csv, row 3: regression label 'two'"),
         "one_class": (train("--task", f"m={one_class}:text:label"), "one.csv: column 'label' has one class"),
+        "blank_label": (train("--task", f"m={blank}:text:label"), "blank.csv, row 3: column 'label' is empty"),
+        "test_fraction_out_of_range": (train("--task", f"m={files.movie}:text:label", "--test-fraction", "1.5"),
+                                       "argument --test-fraction: must lie in [0, 1)"),
+        "resume_of_no_folder": (["train", "--resume", folder / "nowhere"], "nowhere: no such folder"),
         "malformed_spec": (train("--task", f"movie{files.movie}"), "expected NAME=PATH:TEXT_COL:LABEL_COL"),
         "bad_kind": (train("--task", f"m={files.movie}:text:label:ordinal"), "KIND 'ordinal' is not one of"),
         "bad_weighting": (train("--task", f"m={files.movie}:text:label", "--weighting", "fixed:m=x"), "--weighting 'fixed:m=x'"),
@@ -342,7 +360,7 @@ def bad_inputs(tmp_path_factory, files, trained):
 
 BAD_CASES = [
     "missing_file", "missing_column", "empty_file", "undecodable_text", "ragged_row", "labels_not_binary",
-    "labels_not_numbers", "one_class", "malformed_spec", "bad_kind", "bad_weighting", "weighting_of_unknown_task",
+    "labels_not_numbers", "one_class", "blank_label", "test_fraction_out_of_range", "resume_of_no_folder", "malformed_spec", "bad_kind", "bad_weighting", "weighting_of_unknown_task",
     "out_is_a_file", "experiment_of_one_task", "synthetic_size_with_files", "foreign_checkpoint", "truncated_checkpoint",
     "truncated_checkpoint_in_jax", "missing_checkpoint", "checkpoint_without_vocabulary", "unknown_task",
     "input_without_column", "input_column_missing", "unknown_option", "missing_required_option", "train_without_tasks", "bad_choice",

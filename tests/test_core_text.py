@@ -252,7 +252,7 @@ def test_load_text_tasks_rejects_a_split_leaving_no_training_rows(tmp_path):
 
 def test_texts_without_words_are_rejected(tmp_path):
     path = write_table(tmp_path / "t.csv", ("text", "label"), [("a", 0), ("b", 1)])
-    with pytest.raises(ValueError, match=r"no words to learn from in the training texts of \['t'\]"):
+    with pytest.raises(ValueError, match=r"no words to learn from in the training texts of \['t'\]: every text is empty or holds only punctuation"):
         load_text_tasks([TextTaskSource("t", path, "text", "label")], test_fraction=0.0)
 
 

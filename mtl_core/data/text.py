@@ -262,8 +262,11 @@ def load_text_tasks(
     training_texts = [parts[n][1][i] for n in names for i in parts[n][3]]
     try:
         found = len(make_vectorizer().fit(training_texts).vocabulary_)
-    except ValueError as error:
-        raise ValueError(f"no words to learn from in the training texts of {names}: {error}") from None
+    except ValueError:  # scikit-learn's "empty vocabulary"
+        raise ValueError(
+            f"no words to learn from in the training texts of {names}: every text is empty or holds only "
+            "punctuation and one-character tokens (a word is two or more letters or digits)"
+        ) from None
     vocabulary = None
     if hash_features is None:
         capped = max_features is not None and found > max_features
