@@ -64,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         add_global_flags(sub, lambda value: argparse.SUPPRESS)
         module.add_arguments(sub)
+    parser.subcommands = commands.choices  # {name: its parser}: for errors that name the subcommand's --help
     return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The arguments; an option the subcommand does not take is its error (pointing at its --help), not mtl's."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def _quiet_stdout() -> None:
@@ -111,7 +121,7 @@ def _run(argv: list[str], on_main_thread: bool) -> int:
     try:
         if on_main_thread:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        args = build_parser().parse_args(argv)
+        args = parse(argv)
         args.argv, command = argv, f"mtl {args.command}"
         code = SUBCOMMANDS[args.command].run(args)
         sys.stdout.flush()
