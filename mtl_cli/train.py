@@ -195,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
         note_wordless(f"task {name!r}", [part[name].X for part in (run.tasks.train, run.tasks.test) if name in part], args.quiet)
     for name in (t.name for t in run.tasks.specs if t.name not in run.tasks.test):
         note(f"task {name!r} has no held-out rows (--test-fraction {run.test_fraction}): no score for it", args.quiet)
+    batch = run.recipe.train.batch_size
+    for name, rows in ((n, len(d)) for n, d in run.tasks.train.items() if len(d) < batch):
+        note(f"task {name!r} trains on {rows} row{'s' if rows > 1 else ''}, fewer than one batch (--batch-size {batch}; "
+             f"--test-fraction {run.test_fraction} holds out the rest)", args.quiet)
     first, last = run.epochs_done + 1, run.recipe.train.epochs
     note(f"[{run.backend} on {run.device}] training {', '.join(t.name for t in run.tasks.specs)} "
          f"for {f'epoch {last}' if first == last else f'epochs {first}-{last}'}", args.quiet)

@@ -267,12 +267,15 @@ def test_predict_writes_to_a_file_with_out(files, trained, tmp_path):
     assert [r["row"] for r in read_csv(out.read_text())] == [str(i) for i in range(12)]
 
 
-def test_texts_without_a_word_the_model_reads_are_counted_on_stderr(tmp_path):
+def test_texts_without_a_word_and_a_training_split_under_one_batch_are_noted_on_stderr(tmp_path):
     rows = [[f"good film number{i}" if i % 4 else "", i % 2] for i in range(40)] + [["!", 0], ["a b", 1]]  # 12 without a word
     data = write_table(tmp_path / "reviews.csv", ["text", "label"], rows)
     result = mtl("train", "--task", f"movie={data}:text:label", "--epochs", "1", "--out", tmp_path / "run")
     assert result.code == 0, result.err
     assert "task 'movie': 12 of 42 texts hold no word the model reads" in result.err
+    assert "task 'movie' trains on 34 rows, fewer than one batch (--batch-size 64; --test-fraction 0.2 holds out the rest)" in result.err
+    batched = mtl("train", "--task", f"movie={data}:text:label", "--epochs", "1", "--batch-size", "34", "--out", tmp_path / "batched")
+    assert batched.code == 0 and "fewer than one batch" not in batched.err, batched.err
     new = write_table(tmp_path / "new.csv", ["text"], [["good film"], [""], ["unseenword"]])
     checkpoint = tmp_path / "run" / "model.safetensors"
     result = mtl("predict", "--checkpoint", checkpoint, "--task", "movie", f"{new}:text")
