@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from mtl_core.architecture import check_architecture
 from mtl_core.tasks import TaskSpec, resolve_task_id
+from mtl_core.sparse import PaddedRows
 from jax_impl.inputs import concat_rows, row_bounds
 from jax_impl.layers import Linear
 
@@ -30,6 +31,11 @@ class Trunk(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        if not isinstance(x, PaddedRows):  # what a direct ``apply`` may be given (the steps check theirs)
+            if not hasattr(x, "ndim"):
+                raise TypeError(f"input must be an array (n, input_dim) or PaddedRows, got {type(x).__name__}")
+            if x.ndim != 2:
+                raise ValueError(f"input must have shape (n, input_dim), got {x.shape}")
         act = ACTIVATION_FUNCTIONS[self.activation]
         for i, width in enumerate(self.hidden_dims):
             x = act(Linear(width, name=str(i))(x))

@@ -22,7 +22,7 @@ from mtl_core.batches import check_batches
 from mtl_core.sparse import PaddedRows, row_kernel
 from mtl_core.plans import draw_step, needs_key
 from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL, check_step_report
-from mtl_core.weighting import Weighting, resolve_weighting
+from mtl_core.weighting import Weighting, check_task_weights, resolve_weighting
 from jax_impl.array_ops import JAX_OPS
 from jax_impl.inputs import as_network_input, pad_leading, row_count
 from jax_impl.jacobian import aggregated_gradients, first_layer_vjps, uses_row_kernel
@@ -318,9 +318,7 @@ class TrainStep:
         if task_weights is None:
             weights = self.weighting.initial_task_weights()
         else:
-            weights = np.asarray(task_weights, dtype=np.float64)  # jax keeps float64 only under x64
-            if weights.shape != (len(self.module.tasks),):
-                raise ValueError(f"task_weights must have shape ({len(self.module.tasks)},), got {weights.shape}")
+            weights = check_task_weights(task_weights, len(self.module.tasks))  # float64 numpy: jax keeps it only under x64
         order = None
         draws_weights = self.weighting.random_weights and task_weights is None
         if draws_weights or (self.aggregator is not None and self.aggregator.random_order):

@@ -159,6 +159,8 @@ def fit(
     tx = default_tx(config.lr, is_lazy_state(opt_state)) if tx is None else tx
     step = TrainStep(module, tx, config.weighting, mesh, config.aggregator)
     config = config.with_options(weighting=step.weighting)
+    if not isinstance(donate, bool):
+        raise TypeError(f"donate must be True or False, got {donate!r}")
     # The step donates its inputs: the caller's params and opt_state are copied to stay valid, unless donated.
     keep = functools.partial(jax.tree_util.tree_map, jnp.asarray if donate else jnp.array)  # asarray: no copy of a jax array
     params = init_params(module, jax.random.key(config.seed), input_dim) if params is None else keep(params)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, softmax
 
-from mtl_core.checkpoint import Checkpoint
+from mtl_core.checkpoint import Checkpoint, label_name_count
 from mtl_core.data import vectorize_texts
 from mtl_core.data.text import MULTILABEL_SEPARATOR, read_columns
 from mtl_core.metrics import predict_labels
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def label_names(checkpoint: Checkpoint, spec: TaskSpec, path: Path) -> tuple[str, ...]:
     """The names of the head's labels (binary: negative then positive), numbered when the checkpoint has none."""
-    wanted = 2 if spec.kind == "binary" else spec.num_outputs
+    wanted = label_name_count(spec)
     names = checkpoint.label_names.get(spec.name)
     if names is None:
         return tuple(str(i) for i in range(wanted)) if spec.kind != "regression" else tuple(f"value_{i}" for i in range(wanted))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from mtl_core.labels import canonical_labels
 from mtl_core.tasks import TaskSpec
@@ -49,6 +50,7 @@ def check_batches(
         batch = batches[spec.name]
         if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
             raise ValueError(f"the batch of task {spec.name!r} must be (x, y) or (x, y, row_mask), got {type(batch).__name__}")
+        _check_finite_input(batch[0], spec)
         x, n = as_input(batch[0])
         y = canonical_labels(to_numpy(batch[1]), spec)
         if y.shape[0] != n:
@@ -58,6 +60,28 @@ def check_batches(
         mask = None if len(batch) == 2 else _checked_mask(to_numpy(batch[2]), n, spec)
         checked.append(CheckedBatch(index, spec, x, y, mask))
     return checked
+
+
+def _check_finite_input(x, spec: TaskSpec) -> None:
+    """NaN or inf in x would make the step's update NaN, and every weight with it, without a word.
+
+    Host input (numpy, scipy) is checked; a framework's tensors are not, since reading them back
+    would wait for the device on every step.
+    """
+    if sp.issparse(x):
+        csr = x if x.format == "csr" else x.tocsr()
+        finite = np.isfinite(csr.data)
+        if finite.all():
+            return
+        row = int(np.searchsorted(csr.indptr, np.flatnonzero(~finite)[0], side="right") - 1)
+    elif isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.inexact) and x.ndim == 2:
+        finite_rows = np.isfinite(x).all(axis=1)
+        if finite_rows.all():
+            return
+        row = int(np.flatnonzero(~finite_rows)[0])
+    else:
+        return
+    raise ValueError(f"x of task {spec.name!r} holds NaN or inf (first at row {row})")
 
 
 def _checked_mask(mask: np.ndarray, n: int, spec: TaskSpec) -> np.ndarray:

@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from mtl_core.architecture import Architecture, check_architecture
+from mtl_core.config import check_adam
 from mtl_core.files import atomic_write
 from mtl_core.layout import canonical_shapes, check_params
 from mtl_core.tasks import TaskSpec
@@ -73,6 +74,30 @@ class Checkpoint:
     hash_features: int | None = None  # words hashed into this many columns (mtl_core.data.text), instead of a vocabulary
 
 
+def label_name_count(spec: TaskSpec) -> int:
+    """How many label names a task's head has: 2 for binary (negative, positive), else one per output."""
+    return 2 if spec.kind == "binary" else spec.num_outputs
+
+
+def _check_text_columns(checkpoint: Checkpoint, path: Path) -> None:
+    """Refuse, before writing, what reading the checkpoint back (or predicting with it) would refuse."""
+    arch = checkpoint.arch
+    if checkpoint.vocabulary is not None and checkpoint.hash_features is not None:
+        raise ValueError(f"{path}: give a vocabulary or hash_features, not both: texts become columns one way")
+    if checkpoint.vocabulary is not None and len(checkpoint.vocabulary) != arch.input_dim:
+        raise ValueError(f"{path}: the vocabulary has {len(checkpoint.vocabulary)} words, the network reads {arch.input_dim} columns")
+    hashed = checkpoint.hash_features
+    if hashed is not None and (isinstance(hashed, bool) or not isinstance(hashed, (int, np.integer)) or hashed != arch.input_dim):
+        raise ValueError(f"{path}: hash_features {hashed!r} is not the network's input_dim {arch.input_dim}")
+    specs = {t.name: t for t in arch.tasks}
+    for name, names in checkpoint.label_names.items():
+        if name not in specs:
+            raise ValueError(f"{path}: label_names names task {name!r}; the network's tasks are {list(specs)}")
+        if len(names) != label_name_count(specs[name]):
+            raise ValueError(f"{path}: task {name!r} has {len(names)} label names for a {specs[name].kind} head that needs "
+                             f"{label_name_count(specs[name])}")
+
+
 def _trained_names(arch: Architecture, weighting: Weighting) -> list[str]:
     return list(canonical_shapes(arch)) + ([LOG_VARIANCE] if weighting.learnable else [])
 
@@ -80,6 +105,9 @@ def _trained_names(arch: Architecture, weighting: Weighting) -> list[str]:
 def write_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     arch = checkpoint.arch
+    _check_text_columns(checkpoint, Path(path))
+    if checkpoint.adam is not None:
+        check_adam(**vars(checkpoint.adam.hyper))
     tensors = dict(check_params(checkpoint.params, canonical_shapes(arch)))
     if checkpoint.weighting.learnable:
         tensors[LOG_VARIANCE] = np.asarray(checkpoint.log_variances)
@@ -151,7 +179,11 @@ def _metadata_json(metadata: dict, key: str, path: Path, default=None):
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and check a checkpoint; corrupted, truncated or foreign files raise ValueError."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike naming a checkpoint file, got {type(path).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:

@@ -44,6 +44,16 @@ def check_count(value, what: str, minimum: int = 0) -> int:
     return int(value)
 
 
+SEED_LIMIT = 2**63  # jax.random.key takes an int64
+
+
+def check_seed(value) -> int:
+    seed = check_count(value, "seed")
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"seed must be an int in [0, 2**63) (jax's random keys hold an int64), got {value!r}")
+    return seed
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: the recipe's defaults are the blog's (6 epochs, batch 64, Adam 1e-3, round robin, sum).
@@ -73,7 +83,7 @@ class TrainConfig:
             "epochs": check_count(self.epochs, "epochs"),
             "batch_size": check_batch_size(self.batch_size),
             "lr": check_positive(self.lr, "lr"),
-            "seed": check_count(self.seed, "seed"),
+            "seed": check_seed(self.seed),
             "curriculum": resolve_curriculum(self.curriculum),
             "weighting": as_weighting(self.weighting),
             "aggregator": resolve_aggregator(self.aggregator),

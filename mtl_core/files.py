@@ -17,6 +17,11 @@ LEFTOVER = ".*.tmp"  # the suffix of our temporaries, after "." + the final file
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """``write(temporary)`` fills a temporary file beside ``path``, which then replaces ``path`` at once."""
     path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name in it")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder {str(folder)!r}")
     handle, temporary = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:

@@ -285,11 +285,17 @@ def _previous_losses(previous: Mapping[str, Sequence[float]] | None, names: list
         return []
     if not isinstance(previous, Mapping):
         raise TypeError(f"previous_losses must be a dict of task name -> per-epoch losses, got {type(previous).__name__}")
+    unknown = [name for name in previous if name not in names]
+    if unknown:
+        raise ValueError(f"previous_losses names tasks {unknown} that the model lacks; its tasks are {names}")
     lengths = {len(values) for values in previous.values()}
     if len(lengths) > 1:
         raise ValueError(f"previous_losses must hold as many epochs for every task, got lengths {sorted(lengths)}")
     epochs = lengths.pop() if lengths else 0
-    return [{name: float(previous[name][e]) if name in previous else math.nan for name in names} for e in range(epochs)]
+    try:
+        return [{name: float(previous[name][e]) if name in previous else math.nan for name in names} for e in range(epochs)]
+    except (TypeError, ValueError):
+        raise TypeError(f"previous_losses must hold numbers (an earlier history['loss']), got {dict(previous)!r:.120}") from None
 
 
 def _progress_bar(epochs: int, enabled: bool):

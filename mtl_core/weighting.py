@@ -62,6 +62,21 @@ def _non_negative(value, what: str) -> float:
     return float(value)
 
 
+def check_task_weights(values, num_tasks: int) -> np.ndarray:
+    """A direct step's ``task_weights`` as float64 (T,): finite and >= 0, as a fixed weighting's must be
+    (NaN or inf would turn the weights to NaN; a negative weight trains by gradient ascent)."""
+    try:
+        weights = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = values.tolist() if isinstance(values, np.ndarray) else values
+        raise TypeError(f"task_weights must be {num_tasks} numbers, got {shown!r}") from None
+    if weights.shape != (num_tasks,):
+        raise ValueError(f"task_weights must have shape ({num_tasks},), got {weights.shape}")
+    if not np.all(np.isfinite(weights) & (weights >= 0)):
+        raise ValueError(f"task_weights must be finite numbers >= 0, got {weights.tolist()}")
+    return weights
+
+
 @dataclass(frozen=True)
 class Weighting:
     """The shared behaviour; subclasses set ``name`` and override what differs.
@@ -176,6 +191,8 @@ class Fixed(Weighting):
         missing = [n for n in names if n not in given]
         if unknown or missing:
             raise ValueError(f"fixed loss weights must name every task exactly once: unknown {unknown}, missing {missing}")
+        if not any(given.values()):
+            raise ValueError(f"fixed loss weights are all 0 ({given}): the model would learn no task")
         return Fixed(task_names=names, weights=tuple((n, given[n]) for n in names))
 
 

@@ -112,6 +112,11 @@ def reviews():
     )
 
 
+def _with(array: np.ndarray, row: int, value: float) -> np.ndarray:
+    array[row, 1] = value
+    return array
+
+
 # Bad batch dicts a training step of either backend must reject, with the text the error must hold.
 def _bad_batches():
     good = _batches(seed=1)
@@ -132,12 +137,31 @@ def _bad_batches():
         "dense_input_of_wrong_width": ({"movie": (wide, y_movie)}, ValueError, rf"\b{INPUT_DIM + 1}\b"),
         "sparse_input_of_wrong_width": ({"movie": (sp.csr_matrix(wide), y_movie)}, ValueError, rf"{INPUT_DIM + 1} features"),
         "empty_batch": ({"movie": (x_movie[:0], y_movie[:0])}, ValueError, r"task 'movie' is empty"),
+        "nan_in_dense_input": ({"movie": (_with(np.ones((n, INPUT_DIM), np.float32), 2, np.nan), y_movie)}, ValueError,
+                               r"x of task 'movie' holds NaN or inf \(first at row 2\)"),
+        "inf_in_sparse_input": ({"movie": (sp.csr_matrix(_with(np.ones((n, INPUT_DIM), np.float32), 3, np.inf)), y_movie)}, ValueError,
+                                r"x of task 'movie' holds NaN or inf \(first at row 3\)"),
         "batch_not_a_pair": ({"movie": x_movie}, ValueError, r"must be \(x, y\) or \(x, y, row_mask\)"),
         "empty_dict": ({}, ValueError, r"non-empty dict"),
     }
 
 
 _BAD_BATCHES = _bad_batches()
+
+
+# task_weights a direct step of either backend must refuse: (weights, exception type, message pattern).
+_BAD_TASK_WEIGHTS = {
+    "wrong_length": ([1.0, 1.0, 1.0], ValueError, r"task_weights must have shape \(2,\), got \(3,\)"),
+    "nan": ([float("nan"), 1.0], ValueError, r"task_weights must be finite numbers >= 0, got \[nan, 1\.0\]"),
+    "inf": ([1.0, float("inf")], ValueError, r"finite numbers >= 0, got \[1\.0, inf\]"),
+    "negative": ([-1.0, 1.0], ValueError, r"finite numbers >= 0, got \[-1\.0, 1\.0\]"),
+    "not_numbers": (["a", "b"], TypeError, r"task_weights must be 2 numbers, got \['a', 'b'\]"),
+}
+
+
+@pytest.fixture(params=sorted(_BAD_TASK_WEIGHTS))
+def bad_task_weights(request):
+    return _BAD_TASK_WEIGHTS[request.param]
 
 
 @pytest.fixture(params=sorted(_BAD_BATCHES))
@@ -199,6 +223,11 @@ _BAD_FIT_SETTINGS = {
     "negative_epochs": (dict(epochs=-1), ValueError, r"epochs must be an int >= 0, got -1"),
     "zero_batch_size": (dict(batch_size=0), ValueError, r"batch_size must be an int >= 1, got 0"),
     "negative_seed": (dict(seed=-1), ValueError, r"seed must be an int >= 0, got -1"),
+    "seed_beyond_int64": (dict(seed=2**63), ValueError, r"seed must be an int in \[0, 2\*\*63\) .* got 9223372036854775808"),
+    "previous_losses_of_an_unknown_task": (dict(previous_losses={"imdb": [0.5]}), ValueError,
+                                           r"previous_losses names tasks \['imdb'\] that the model lacks"),
+    "previous_losses_not_numbers": (dict(previous_losses={"movie": ["a"], "yelp": [0.5]}), TypeError, r"previous_losses must hold numbers"),
+    "fixed_weights_all_zero": (dict(weighting={"movie": 0.0, "yelp": 0.0}), ValueError, r"fixed loss weights are all 0 .* would learn no task"),
     "eval_data_of_an_unknown_task": (dict(eval_data={"imdb": None}), ValueError, r"eval_data names task 'imdb'"),
 }
 

@@ -39,7 +39,7 @@ def make_checkpoint(weighting="sum", with_adam=True):
         weighting=weighting,
         log_variances=np.array([0.5, -0.25], np.float32) if weighting.learnable else None,
         adam=adam if with_adam else None,
-        vocabulary=("bad", "film", "good"),
+        vocabulary=("bad", "dull", "film", "fine", "good", "long", "plot", "sad", "story", "worst"),  # ARCH's 10 columns
         label_names={"movie": ("no", "yes"), "yelp": ("high", "low", "mid")},
     )
 
@@ -96,7 +96,7 @@ def test_the_optimizer_and_the_hashing_round_trip(tmp_path, optimizer):
 def test_a_checkpoint_before_lazy_adam_holds_adam_and_a_vocabulary(saved):
     rewrite(saved, edit_metadata=lambda m: m.pop("optimizer"))
     loaded = read_checkpoint(saved)
-    assert loaded.adam.optimizer == "adam" and loaded.hash_features is None and loaded.vocabulary == ("bad", "film", "good")
+    assert loaded.adam.optimizer == "adam" and loaded.hash_features is None and loaded.vocabulary == make_checkpoint().vocabulary
 
 
 def test_a_checkpoint_without_optimizer_state_reads_back_without_one(tmp_path):
@@ -119,9 +119,41 @@ def test_write_rejects_params_that_do_not_fit_the_architecture(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "edit, pattern",
+    [
+        (lambda c: setattr(c, "vocabulary", ("bad", "good")), r"the vocabulary has 2 words, the network reads 10 columns"),
+        (lambda c: (setattr(c, "vocabulary", None), setattr(c, "hash_features", 1024)), r"hash_features 1024 is not the network's input_dim 10"),
+        (lambda c: setattr(c, "hash_features", 10), r"a vocabulary or hash_features, not both"),
+        (lambda c: c.label_names.update(yelp=("low", "high")), r"task 'yelp' has 2 label names for a multiclass head that needs 3"),
+        (lambda c: c.label_names.update(imdb=("no", "yes")), r"label_names names task 'imdb'"),
+        (lambda c: setattr(c.adam, "hyper", AdamHyper(lr=-1.0)), r"Adam's lr must be a finite number > 0, got -1\.0"),
+    ],
+    ids=["vocabulary_of_another_width", "hashing_of_another_width", "vocabulary_and_hashing", "label_names_too_few",
+         "label_names_of_an_unknown_task", "negative_lr"],
+)
+def test_write_refuses_what_reading_back_or_predicting_would_refuse(tmp_path, edit, pattern):
+    checkpoint = make_checkpoint()
+    edit(checkpoint)
+    with pytest.raises(ValueError, match=pattern):
+        write_checkpoint(tmp_path / "c.safetensors", checkpoint)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_read_rejects_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"absent\.safetensors: no such checkpoint file"):
         read_checkpoint(tmp_path / "absent.safetensors")
+    with pytest.raises(IsADirectoryError, match=r": is a folder, not a checkpoint file"):
+        read_checkpoint(tmp_path)
+    with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike naming a checkpoint file, got NoneType"):
+        read_checkpoint(None)
+
+
+def test_write_names_a_missing_folder_or_a_folder_given_as_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"c\.safetensors: no such folder '.*nowhere'"):
+        write_checkpoint(tmp_path / "nowhere" / "c.safetensors", make_checkpoint())
+    with pytest.raises(IsADirectoryError, match=r": is a folder; give a file name in it"):
+        write_checkpoint(tmp_path, make_checkpoint())
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])

@@ -89,6 +89,16 @@ def test_taskdata_rejects_bad_inputs_and_labels(X, y, spec, error, pattern):
         TaskData(X, y, spec)
 
 
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [(dict(n_train=2.5), r"n_train of task 'movie' must be an int >= 0, got 2\.5"), (dict(n_test=-1), r"n_test of task 'movie' must be an int"),
+     (dict(seed=-1), r"seed must be an int >= 0, got -1"), (dict(seed=2**63), r"seed must be an int in \[0, 2\*\*63\)")],
+)
+def test_synthetic_reviews_refuse_sizes_and_seeds_that_are_not_counts(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        synthetic_reviews(DEFAULT_TASKS, vocab_size=500, **kwargs)
+
+
 def test_synthetic_reviews_default_tasks_are_the_blogs():
     assert [(t.name, t.kind, t.num_outputs) for t in DEFAULT_TASKS] == [("movie", "binary", 1), ("yelp", "multiclass", 3)]
 

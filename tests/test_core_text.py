@@ -123,6 +123,16 @@ def test_vectorize_texts_counts_words_of_a_fixed_vocabulary():
     np.testing.assert_array_equal(X.toarray(), [[0, 1, 2], [1, 0, 0]])
 
 
+@pytest.mark.parametrize(
+    "texts, pattern",
+    [("one review", r"a sequence of strings, one per row, got one string: 'one review'"), (["fine", 3], r"got int at row 1")],
+    ids=["one_string", "a_number"],
+)
+def test_vectorize_texts_wants_one_string_per_row(texts, pattern):
+    with pytest.raises(TypeError, match=pattern):  # a lone string would be read one character per row
+        vectorize_texts(texts, hash_features=64)
+
+
 def test_hashing_counts_words_like_the_vocabulary_in_n_columns():
     texts = ["good good film", "bad unknown"]
     hashed = vectorize_texts(texts, hash_features=2**18)

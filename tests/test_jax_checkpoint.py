@@ -40,13 +40,14 @@ def leaves_equal(a, b):
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def test_params_without_opt_state_round_trip_bit_exactly(module, initial, tmp_path):
-    jax_impl.save_checkpoint(tmp_path / "m.safetensors", module, initial, vocabulary=["a"], label_names={"movie": ["no", "yes"]})
+def test_params_without_opt_state_round_trip_bit_exactly(module, initial, helpers, tmp_path):
+    words = tuple(f"word{i}" for i in range(helpers.input_dim))  # one per input column
+    jax_impl.save_checkpoint(tmp_path / "m.safetensors", module, initial, vocabulary=list(words), label_names={"movie": ["no", "yes"]})
     loaded_module, params, opt_state, extras = jax_impl.load_checkpoint(tmp_path / "m.safetensors", with_extras=True)
     assert loaded_module == module and opt_state is None
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(initial)
     assert leaves_equal(params, initial)
-    assert extras.vocabulary == ("a",) and extras.label_names == {"movie": ("no", "yes")}
+    assert extras.vocabulary == words and extras.label_names == {"movie": ("no", "yes")}
 
 
 @pytest.fixture

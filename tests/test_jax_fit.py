@@ -138,6 +138,8 @@ def test_fit_rejects_bad_settings(module, initial, reviews, bad_fit_setting):
 def test_fit_rejects_a_tx_that_is_not_an_optax_transformation(module, initial, reviews):
     with pytest.raises(TypeError, match=r"tx must be an optax\.GradientTransformation, got str"):
         fit(module, reviews, params=initial, tx="adam")
+    with pytest.raises(TypeError, match=r"donate must be True or False, got 'yes'"):
+        fit(module, reviews, params=initial, donate="yes")
 
 
 def test_fit_rejects_data_of_another_width_or_task(module, initial, helpers):

@@ -157,6 +157,20 @@ def test_the_model_rejects_inputs_of_the_wrong_width_eagerly_and_under_jit(modul
 
 
 @pytest.mark.parametrize(
+    "make, error, pattern",
+    [
+        (lambda d: np.ones(d, np.float32), ValueError, r"input must have shape \(n, input_dim\), got \(120,\)"),
+        (lambda d: np.ones((2, 3, d), np.float32), ValueError, r"input must have shape \(n, input_dim\), got \(2, 3, 120\)"),
+        (lambda d: [[1.0] * d], TypeError, r"input must be an array \(n, input_dim\) or PaddedRows, got list"),
+    ],
+    ids=["one_row_as_a_vector", "three_dimensional", "list"],
+)
+def test_a_direct_apply_rejects_input_that_is_not_a_matrix(module, params, helpers, make, error, pattern):
+    with pytest.raises(error, match=pattern):  # a vector or a stack would broadcast through the layers
+        module.apply(params, make(helpers.input_dim), task_id=0)
+
+
+@pytest.mark.parametrize(
     "kwargs, error, pattern",
     [
         (dict(tasks=(TaskSpec("a", "binary", 1), TaskSpec("a", "regression", 1))), ValueError, r"duplicates \['a'\]"),

@@ -202,10 +202,11 @@ def test_the_step_rejects_bad_row_masks(initial, step, helpers, bad_row_mask):
         step(params, step.init(params), {"movie": (x, y, mask)})
 
 
-def test_the_step_rejects_task_weights_of_the_wrong_length(initial, step, helpers):
+def test_the_step_rejects_bad_task_weights(initial, step, helpers, bad_task_weights):
+    weights, error, pattern = bad_task_weights
     params = fresh(initial)
-    with pytest.raises(ValueError, match=r"task_weights must have shape \(2,\), got \(3,\)"):
-        step(params, step.init(params), helpers.batches(), task_weights=[1.0, 1.0, 1.0])
+    with pytest.raises(error, match=pattern):
+        step(params, step.init(params), helpers.batches(), task_weights=weights)
 
 
 def test_the_step_rejects_params_of_another_architecture(initial, step, helpers):

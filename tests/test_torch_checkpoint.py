@@ -30,11 +30,12 @@ def params_equal(a, b):
 
 def test_a_model_without_optimizer_round_trips_bit_exactly(helpers, tmp_path):
     model = new_model(helpers)
-    torch_ref.save_checkpoint(tmp_path / "m.safetensors", model, vocabulary=["a", "b"], label_names={"yelp": ["x", "y", "z"]})
+    words = tuple(f"word{i}" for i in range(helpers.input_dim))  # one per input column
+    torch_ref.save_checkpoint(tmp_path / "m.safetensors", model, vocabulary=list(words), label_names={"yelp": ["x", "y", "z"]})
     loaded, optimizer, extras = torch_ref.load_checkpoint(tmp_path / "m.safetensors", with_extras=True)
     assert optimizer is None and loaded.arch == model.arch
     assert params_equal(loaded, model)
-    assert extras.vocabulary == ("a", "b") and extras.label_names == {"yelp": ("x", "y", "z")}
+    assert extras.vocabulary == words and extras.label_names == {"yelp": ("x", "y", "z")}
 
 
 def test_a_float64_model_comes_back_as_float64(helpers, tmp_path):
@@ -82,6 +83,14 @@ def test_save_rejects_what_a_checkpoint_cannot_hold(helpers, tmp_path, make_opti
     model = new_model(helpers)
     with pytest.raises(error, match=pattern):
         torch_ref.save_checkpoint(tmp_path / "m.safetensors", model, make_optimizer(model.parameters()), **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_rejects_the_optimizer_of_another_model(helpers, tmp_path):
+    model = new_model(helpers)
+    copy = new_model(helpers)  # the same weights, other parameters: its Adam state would be saved as zeros
+    with pytest.raises(ValueError, match=r"the optimizer holds none of the model's parameters"):
+        torch_ref.save_checkpoint(tmp_path / "m.safetensors", copy, torch_ref.adam(model))
     assert list(tmp_path.iterdir()) == []
 
 

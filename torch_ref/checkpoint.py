@@ -11,7 +11,7 @@ from mtl_core.checkpoint import LOG_VARIANCE, AdamHyper, AdamState, Checkpoint, 
 from mtl_core.lazy_adam import LAZY_ADAM
 from mtl_core.weighting import resolve_weighting
 from torch_ref.model import MultiTaskNetwork
-from torch_ref.optimizer import LazyAdam, adam, lazy_adam
+from torch_ref.optimizer import LazyAdam, adam, holds_parameters_of, lazy_adam
 from torch_ref.params import _check_model, canonical_arrays, canonical_parameters, from_canonical, import_params, to_canonical
 from torch_ref.step import LOG_VARIANCE_GROUP, WEIGHTING_STATE_GROUP
 
@@ -67,6 +67,11 @@ def save_checkpoint(
     ``weighting`` defaults to "uncertainty" when the optimizer trains its log-variances, else "sum".
     """
     _check_model(model)
+    if optimizer is not None and not holds_parameters_of(optimizer, model):
+        raise ValueError(
+            "the optimizer holds none of the model's parameters (built for another model, or for the original of a "
+            "copy?), so its Adam state is not this model's: pass the optimizer that trains this model"
+        )
     log_var = _log_variance_parameter(optimizer)
     weighting = resolve_weighting(weighting or ("uncertainty" if log_var is not None else "sum"), model.tasks)
     if weighting.learnable and log_var is None:

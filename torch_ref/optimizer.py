@@ -12,6 +12,12 @@ from torch_ref.model import MultiTaskNetwork
 from torch_ref.params import _check_model
 
 
+def holds_parameters_of(optimizer: torch.optim.Optimizer, model: MultiTaskNetwork) -> bool:
+    """Whether ``optimizer`` holds any of ``model``'s parameters (a subset, e.g. frozen layers, is the user's choice)."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return any(id(p) in held for p in model.parameters())
+
+
 def adam(model: MultiTaskNetwork, lr: float = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam over the model's parameters, one fused kernel for all of them (torch's defaults otherwise).
 

@@ -12,13 +12,13 @@ from mtl_core.aggregation import resolve_aggregator
 from mtl_core.batches import check_batches
 from mtl_core.plans import draw_step, needs_key
 from mtl_core.tasks import SOLVER_RESIDUAL, TOTAL, TaskSpec, check_step_report
-from mtl_core.weighting import resolve_weighting
+from mtl_core.weighting import check_task_weights, resolve_weighting
 from torch_ref.array_ops import TORCH_OPS
 from torch_ref.inputs import as_labels, as_network_input, num_rows, to_device
 from torch_ref.jacobian import aggregated_backward
 from torch_ref.losses import task_loss
 from torch_ref.model import MultiTaskNetwork
-from torch_ref.optimizer import LazyAdam, touched_rows
+from torch_ref.optimizer import LazyAdam, holds_parameters_of, touched_rows
 
 LOG_VARIANCE_GROUP = "weighting.log_var"
 WEIGHTING_STATE_GROUP = "weighting.state."  # + key: a weighting's state, kept in the optimizer
@@ -76,8 +76,7 @@ class TrainStep:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if isinstance(optimizer, LazyAdam) and optimizer.kernel is not model.trunk[0].weight:
             raise ValueError("the lazy Adam was built for another model: build it with torch_ref.lazy_adam(model)")
-        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        if not any(id(p) in held for p in model.parameters()):  # a subset (frozen layers) is the user's choice
+        if not holds_parameters_of(optimizer, model):
             raise ValueError(
                 "the optimizer holds none of the model's parameters, so the step would train nothing: "
                 "build it from this model, e.g. torch_ref.adam(model)"
@@ -191,9 +190,7 @@ class TrainStep:
     def __call__(self, batches: Mapping[str, tuple], task_weights=None, key=None) -> dict[str, float]:
         """One step; returns each present task's loss and "total" (and "solver_residual" with an aggregator)."""
         if task_weights is not None:
-            task_weights = torch.as_tensor(np.asarray(_as_numpy(task_weights), dtype=np.float64)).to(self.default_task_weights)
-            if task_weights.shape != self.default_task_weights.shape:
-                raise ValueError(f"task_weights must have shape ({len(self.model.tasks)},), got {tuple(task_weights.shape)}")
+            task_weights = torch.as_tensor(check_task_weights(_as_numpy(task_weights), len(self.model.tasks))).to(self.default_task_weights)
         check_step_report(batches, self.aggregator)
         prepared = self.prepare(batches)
         order = None

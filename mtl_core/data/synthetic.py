@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 from scipy.stats import norm
 
+from mtl_core.config import check_count, check_seed
 from mtl_core.data.task_data import TaskData
 from mtl_core.tasks import TaskSpec, check_tasks
 
@@ -148,8 +149,9 @@ def synthetic_reviews(
         )
     if not 0 <= signal_rate <= 1:
         raise ValueError(f"signal_rate must lie in [0, 1], got {signal_rate}")
-    n_train = _per_task(n_train, tasks, "n_train", DEFAULT_N_TRAIN, OTHER_N_TRAIN)
-    n_test = _per_task(n_test, tasks, "n_test")
+    n_train = {name: check_count(n, f"n_train of task {name!r}") for name, n in _per_task(n_train, tasks, "n_train", DEFAULT_N_TRAIN, OTHER_N_TRAIN).items()}
+    n_test = {name: check_count(n, f"n_test of task {name!r}") for name, n in _per_task(n_test, tasks, "n_test").items()}
+    check_seed(seed)
     noise = _per_task(label_noise, tasks, "label_noise", DEFAULT_LABEL_NOISE, OTHER_LABEL_NOISE)
     root = np.random.default_rng(seed)
     # Sentiment words are never among the most frequent words (those are "the", "and", ...).

@@ -81,6 +81,12 @@ def vectorize_texts(texts: Sequence[str], vocabulary: Sequence[str] | None = Non
     """Bag-of-words counts of ``texts``: (n, len(vocabulary)) in a fitted vocabulary, or (n, hash_features) hashed."""
     if (vocabulary is None) == (hash_features is None):
         raise TypeError("vectorize_texts needs a vocabulary or hash_features (exactly one)")
+    if isinstance(texts, str):
+        raise TypeError(f"texts must be a sequence of strings, one per row, got one string: {texts!r:.60}")
+    texts = list(texts)
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        raise TypeError(f"texts must be strings, got {type(texts[bad[0]]).__name__} at row {bad[0]}")
     vectorizer = make_vectorizer(vocabulary, hash_features=hash_features)
     return sp.csr_matrix(vectorizer.transform(list(texts)), dtype=np.float32)
 
