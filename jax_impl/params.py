@@ -94,4 +94,6 @@ def init_params(module: MultiTaskNetwork, key: jax.Array, input_dim: int) -> dic
     if not isinstance(module, MultiTaskNetwork):
         raise TypeError(f"module must be a jax_impl.MultiTaskNetwork, got {type(module).__name__}")
     input_dim = module.arch.with_input_dim(input_dim).input_dim
+    if not (isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,))):
+        raise TypeError(f"key must be a jax random key (jax.random.key(seed)), got {key!r:.60}")
     return dict(module.init(key, jnp.zeros((1, input_dim), jnp.float32)))

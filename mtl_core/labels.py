@@ -21,6 +21,8 @@ def _as_array(y, spec: TaskSpec) -> np.ndarray:
         raise TypeError(f"labels of task {spec.name!r} must be array-like, got {type(y).__name__}: {error}") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise TypeError(f"labels of task {spec.name!r} must be numeric, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):  # casting would drop the imaginary part
+        raise TypeError(f"labels of task {spec.name!r} must be real numbers, got dtype {array.dtype}")
     if array.ndim == 0:
         raise ValueError(f"labels of task {spec.name!r} must have one row per example, got a scalar")
     return array
@@ -77,4 +79,9 @@ def canonical_labels(y, spec: TaskSpec) -> np.ndarray:
     array = _column_matrix(array, spec)
     if spec.kind in ("binary", "multilabel"):
         _check_01(array, spec)
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):  # reported below, naming the row
+        labels = array.astype(np.float32)
+    if not np.all(np.isfinite(labels)):
+        row = int(np.flatnonzero(~np.isfinite(labels).all(axis=1))[0])
+        raise ValueError(f"labels of task {spec.name!r} exceed float32's range (about 3.4e38): {array[row]} at row {row}")
+    return labels

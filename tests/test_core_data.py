@@ -66,12 +66,17 @@ def test_subset_picks_rows_of_inputs_and_labels():
     np.testing.assert_array_equal(data.X.toarray(), X[[3, 1]])
     np.testing.assert_array_equal(data.y, [0, 1])
     assert data.spec == YELP
+    with pytest.raises(IndexError, match=r"rows of task 'yelp' must lie in \[0, 4\), got 7"):
+        TaskData(X, [0, 1, 2, 0], YELP).subset(np.array([0, 7]))
 
 
 @pytest.mark.parametrize(
     "X, y, spec, error, pattern",
     [
         (np.array([[np.nan, 1.0]]), [1], MOVIE, ValueError, r"X of task 'movie' holds NaN or inf \(first at row 0\)"),
+        (np.full((2, 2), "a"), [0, 1], MOVIE, TypeError, r"X of task 'movie' must hold real numbers, got dtype <U1"),
+        (np.ones((2, 2)), np.array([[1.0, 0.0], [1e300, 0.0]]), SCORE, ValueError, r"exceed float32's range .* at row 1"),
+        (np.ones((2, 2)), np.array([[1.0, 0.0], [1j, 0.0]]), SCORE, TypeError, r"must be real numbers, got dtype complex128"),
         (sp.csr_matrix(np.array([[0, 1.0], [np.inf, 0]])), [1, 0], MOVIE, ValueError, r"NaN or inf \(first at row 1\)"),
         (np.ones((2, 2)), [1.0, 2.0], SCORE, ValueError, r"shape \(n, 2\), got \(2,\)"),
         (np.ones((2, 2)), [[1.0, 0.0], [np.nan, 0.0]], SCORE, ValueError, r"labels of task 'score' hold NaN or inf \(first at row 1\)"),

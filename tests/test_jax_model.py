@@ -170,6 +170,11 @@ def test_a_direct_apply_rejects_input_that_is_not_a_matrix(module, params, helpe
         module.apply(params, make(helpers.input_dim), task_id=0)
 
 
+def test_init_params_wants_a_random_key(module, helpers):
+    with pytest.raises(TypeError, match=r"key must be a jax random key \(jax\.random\.key\(seed\)\), got 0"):
+        jax_impl.init_params(module, 0, helpers.input_dim)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, pattern",
     [

@@ -135,6 +135,7 @@ def test_the_model_rejects_bad_task_ids(model, x, bad_task_id):
         (lambda d: torch.ones(2, d + 1).to_sparse_csr(), ValueError, r"input has 121 features"),
         (lambda d: [[1.0] * d], TypeError, r"got list"),
         (lambda d: torch.ones(2, d, dtype=torch.complex64), TypeError, r"real numbers, got dtype torch\.complex64"),
+        (lambda d: np.full((2, d), "a"), TypeError, r"real numbers, got dtype <U1"),
     ],
 )
 def test_the_model_rejects_inputs_of_the_wrong_width_or_type(model, helpers, make, error, pattern):

@@ -55,6 +55,8 @@ def as_network_input(x, input_dim: int, dtype: torch.dtype, device: torch.device
     if sp.issparse(x):
         x = sparse_rows(x)
     elif isinstance(x, np.ndarray):
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or np.issubdtype(x.dtype, np.complexfloating):
+            raise TypeError(f"input must hold real numbers, got dtype {x.dtype}")  # before torch.from_numpy fails in its own words
         x = torch.from_numpy(x)
     elif isinstance(x, torch.Tensor) and x.layout == torch.sparse_csr:
         crow = x.crow_indices()

@@ -18,6 +18,8 @@ def as_csr(X, what: str) -> sp.csr_matrix:
     elif isinstance(X, np.ndarray):
         if X.ndim != 2:
             raise ValueError(f"{what} must be 2-D (n, input_dim), got shape {X.shape}")
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) or np.issubdtype(X.dtype, np.complexfloating):
+            raise TypeError(f"{what} must hold real numbers, got dtype {X.dtype}")
         matrix = sp.csr_matrix(X.astype(np.float32))
     else:
         raise TypeError(f"{what} must be a scipy.sparse matrix (CSR) or a 2-D numpy array, got {type(X).__name__}")
@@ -71,4 +73,8 @@ class TaskData:
 
     def subset(self, rows: np.ndarray) -> "TaskData":
         """The examples at ``rows`` as a new TaskData."""
+        rows = np.asarray(rows)
+        outside = rows[(rows >= len(self)) | (rows < -len(self))] if rows.dtype != bool else rows[:0]
+        if outside.size:
+            raise IndexError(f"rows of task {self.spec.name!r} must lie in [0, {len(self)}), got {outside[0]}")
         return TaskData(self.X[rows], self.y[rows], self.spec)
