@@ -191,8 +191,6 @@ class Fixed(Weighting):
         missing = [n for n in names if n not in given]
         if unknown or missing:
             raise ValueError(f"fixed loss weights must name every task exactly once: unknown {unknown}, missing {missing}")
-        if not any(given.values()):
-            raise ValueError(f"fixed loss weights are all 0 ({given}): the model would learn no task")
         return Fixed(task_names=names, weights=tuple((n, given[n]) for n in names))
 
 

@@ -227,7 +227,6 @@ _BAD_FIT_SETTINGS = {
     "previous_losses_of_an_unknown_task": (dict(previous_losses={"imdb": [0.5]}), ValueError,
                                            r"previous_losses names tasks \['imdb'\] that the model lacks"),
     "previous_losses_not_numbers": (dict(previous_losses={"movie": ["a"], "yelp": [0.5]}), TypeError, r"previous_losses must hold numbers"),
-    "fixed_weights_all_zero": (dict(weighting={"movie": 0.0, "yelp": 0.0}), ValueError, r"fixed loss weights are all 0 .* would learn no task"),
     "eval_data_of_an_unknown_task": (dict(eval_data={"imdb": None}), ValueError, r"eval_data names task 'imdb'"),
 }
 

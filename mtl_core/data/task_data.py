@@ -73,8 +73,9 @@ class TaskData:
 
     def subset(self, rows: np.ndarray) -> "TaskData":
         """The examples at ``rows`` as a new TaskData."""
-        rows = np.asarray(rows)
-        outside = rows[(rows >= len(self)) | (rows < -len(self))] if rows.dtype != bool else rows[:0]
-        if outside.size:
-            raise IndexError(f"rows of task {self.spec.name!r} must lie in [0, {len(self)}), got {outside[0]}")
+        if not isinstance(rows, slice) and np.issubdtype(np.asarray(rows).dtype, np.integer):  # slices and masks need no check
+            given = np.asarray(rows)
+            outside = given[(given >= len(self)) | (given < -len(self))]
+            if outside.size:
+                raise IndexError(f"rows of task {self.spec.name!r} must lie in [0, {len(self)}), got {outside[0]}")
         return TaskData(self.X[rows], self.y[rows], self.spec)
