@@ -19,6 +19,12 @@ from typing import Any, Callable
 import numpy as np
 
 
+def holds_real_numbers(dtype) -> bool:
+    """Whether a numpy dtype holds real values: bools, integers, floats; not complex numbers (a cast
+    drops their imaginary part), strings or objects."""
+    return (np.issubdtype(dtype, np.number) or dtype == bool) and not np.issubdtype(dtype, np.complexfloating)
+
+
 @dataclass(frozen=True)
 class ArrayOps:
     """A framework's array module plus the operations whose spelling or semantics differ."""

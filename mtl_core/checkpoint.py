@@ -79,6 +79,11 @@ def label_name_count(spec: TaskSpec) -> int:
     return 2 if spec.kind == "binary" else spec.num_outputs
 
 
+def _check_hashing(hashed, arch: Architecture, path: Path) -> None:
+    if hashed is not None and (isinstance(hashed, bool) or not isinstance(hashed, (int, np.integer)) or hashed != arch.input_dim):
+        raise ValueError(f"{path}: hash_features {hashed!r} is not the network's input_dim {arch.input_dim}")
+
+
 def _check_text_columns(checkpoint: Checkpoint, path: Path) -> None:
     """Refuse, before writing, what reading the checkpoint back (or predicting with it) would refuse."""
     arch = checkpoint.arch
@@ -86,9 +91,7 @@ def _check_text_columns(checkpoint: Checkpoint, path: Path) -> None:
         raise ValueError(f"{path}: give a vocabulary or hash_features, not both: texts become columns one way")
     if checkpoint.vocabulary is not None and len(checkpoint.vocabulary) != arch.input_dim:
         raise ValueError(f"{path}: the vocabulary has {len(checkpoint.vocabulary)} words, the network reads {arch.input_dim} columns")
-    hashed = checkpoint.hash_features
-    if hashed is not None and (isinstance(hashed, bool) or not isinstance(hashed, (int, np.integer)) or hashed != arch.input_dim):
-        raise ValueError(f"{path}: hash_features {hashed!r} is not the network's input_dim {arch.input_dim}")
+    _check_hashing(checkpoint.hash_features, arch, path)
     specs = {t.name: t for t in arch.tasks}
     for name, names in checkpoint.label_names.items():
         if name not in specs:
@@ -236,8 +239,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     label_names = {k: tuple(v) for k, v in _metadata_json(metadata, "label_names", path, default={}).items()}
     state = _weighting_state(tensors, weighting, path)
     hash_features = _metadata_json(metadata, "hash_features", path) if "hash_features" in metadata else None
-    if hash_features is not None and (isinstance(hash_features, bool) or hash_features != arch.input_dim):
-        raise ValueError(f"{path}: hash_features {hash_features!r} is not the network's input_dim {arch.input_dim}")
+    _check_hashing(hash_features, arch, path)
     vocabulary = None if vocabulary is None else tuple(vocabulary)
     return Checkpoint(arch, params, weighting, log_variances, adam, vocabulary, label_names, state, hash_features)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtl_core.array_ops import holds_real_numbers
 from mtl_core.tasks import TaskSpec
 
 
@@ -21,7 +22,7 @@ def _as_array(y, spec: TaskSpec) -> np.ndarray:
         raise TypeError(f"labels of task {spec.name!r} must be array-like, got {type(y).__name__}: {error}") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise TypeError(f"labels of task {spec.name!r} must be numeric, got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.complexfloating):  # casting would drop the imaginary part
+    if not holds_real_numbers(array.dtype):
         raise TypeError(f"labels of task {spec.name!r} must be real numbers, got dtype {array.dtype}")
     if array.ndim == 0:
         raise ValueError(f"labels of task {spec.name!r} must have one row per example, got a scalar")

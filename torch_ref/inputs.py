@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mtl_core.array_ops import holds_real_numbers
 from mtl_core.tasks import TaskSpec
 
 
@@ -55,7 +56,7 @@ def as_network_input(x, input_dim: int, dtype: torch.dtype, device: torch.device
     if sp.issparse(x):
         x = sparse_rows(x)
     elif isinstance(x, np.ndarray):
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or np.issubdtype(x.dtype, np.complexfloating):
+        if not holds_real_numbers(x.dtype):
             raise TypeError(f"input must hold real numbers, got dtype {x.dtype}")  # before torch.from_numpy fails in its own words
         x = torch.from_numpy(x)
     elif isinstance(x, torch.Tensor) and x.layout == torch.sparse_csr:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from mtl_core.array_ops import holds_real_numbers
 from mtl_core.labels import canonical_labels
 from mtl_core.tasks import TaskSpec
 
@@ -18,7 +19,7 @@ def as_csr(X, what: str) -> sp.csr_matrix:
     elif isinstance(X, np.ndarray):
         if X.ndim != 2:
             raise ValueError(f"{what} must be 2-D (n, input_dim), got shape {X.shape}")
-        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) or np.issubdtype(X.dtype, np.complexfloating):
+        if not holds_real_numbers(X.dtype):
             raise TypeError(f"{what} must hold real numbers, got dtype {X.dtype}")
         matrix = sp.csr_matrix(X.astype(np.float32))
     else:
